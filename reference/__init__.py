@@ -1,0 +1,15 @@
+"""The reference: readable float64 BPTT of a vanilla RNN and independent oracles."""
+from .bptt import bptt, blocks, forward, scored_steps
+from .finite_diff import directional_derivative, loss
+from .jacobians import clip_by_global_norm, clip_by_value, global_norm, state_jacobian, step_jacobians
+from .rtrl import rtrl
+from .types import ACTIVATION_SLOPE, ACTIVATIONS, OUTPUTS, TARGETS, BPTTResult, ForwardResult, RNNParams, RNNSpec, Truncation
+from .validation import Case, validate_bptt, validate_forward
+
+__all__ = [
+    "RNNSpec", "RNNParams", "Truncation", "ForwardResult", "BPTTResult", "Case",
+    "ACTIVATIONS", "OUTPUTS", "TARGETS", "ACTIVATION_SLOPE",
+    "forward", "bptt", "rtrl", "loss", "directional_derivative", "blocks", "scored_steps",
+    "step_jacobians", "state_jacobian", "global_norm", "clip_by_global_norm", "clip_by_value",
+    "validate_forward", "validate_bptt",
+]
