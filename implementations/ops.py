@@ -1,0 +1,229 @@
+"""The few array operations the engine needs, for NumPy and for PyTorch.
+
+Every method works in place or into a given buffer where it can, so the hot loop
+allocates nothing. Only the differences between the two libraries live here.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from reference.types import RNNParams
+
+
+class NumpyOps:
+    is_torch = False
+
+    def __init__(self, dtype):
+        self.dtype = np.dtype(dtype)
+
+    def asarray(self, a):
+        return np.ascontiguousarray(a, dtype=self.dtype)
+
+    def params(self, params):
+        return RNNParams(**{n: self.asarray(w) for n, w in params.as_dict().items()})
+
+    def targets(self, targets):
+        return targets if targets.dtype.kind == "i" else self.asarray(targets)
+
+    def empty(self, shape):
+        return np.empty(shape, dtype=self.dtype)
+
+    def zeros(self, shape):
+        return np.zeros(shape, dtype=self.dtype)
+
+    def copy(self, a):
+        return a.copy()
+
+    @staticmethod
+    def unbind(a):
+        return list(a)
+
+    matmul = staticmethod(np.matmul)
+
+    @staticmethod
+    def addmm_(c, a, b, tmp=None):
+        """c += a @ b, through the buffer tmp of c's shape when given."""
+        if tmp is None:
+            c += a @ b
+        else:
+            np.matmul(a, b, out=tmp)
+            c += tmp
+
+    @staticmethod
+    def axpy_(y, alpha, x):
+        y += alpha * x
+
+    @staticmethod
+    def iadd_(y, x):
+        y += x
+
+    @staticmethod
+    def all_finite(a):
+        return bool(np.isfinite(a).all())
+
+    @staticmethod
+    def item(x):
+        return float(x)
+
+    @staticmethod
+    def activation(name):
+        """In-place h = f(a)."""
+        if name == "tanh":
+            return lambda a: np.tanh(a, out=a)
+        if name == "sigmoid":  # 1/(1 + e^-a) = (1 + tanh(a/2))/2, without overflow
+            def sigmoid(a):
+                a *= 0.5
+                np.tanh(a, out=a)
+                a += 1.0
+                a *= 0.5
+            return sigmoid
+        if name == "relu":
+            return lambda a: np.maximum(a, 0.0, out=a)
+        return lambda a: None  # identity
+
+    @staticmethod
+    def activation_grad(name):
+        """out = g * f'(a), with f' written through h = f(a)."""
+        if name == "tanh":       # f' = 1 - h^2: out = g - (g h) h
+            def tanh_grad(h, g, out):
+                np.multiply(g, h, out=out)
+                out *= h
+                np.subtract(g, out, out=out)
+            return tanh_grad
+        if name == "sigmoid":    # f' = h (1 - h): out = (h - h h) g
+            def sigmoid_grad(h, g, out):
+                np.multiply(h, h, out=out)
+                np.subtract(h, out, out=out)
+                out *= g
+            return sigmoid_grad
+        if name == "relu":       # f' = [h > 0]; relu'(0) = 0
+            def relu_grad(h, g, out):
+                np.multiply(g, h > 0, out=out)
+            return relu_grad
+
+        def identity_grad(h, g, out):
+            out[...] = g
+        return identity_grad
+
+    def loss_and_grad(self, output, ys, d):
+        """Sum over rows of l(y, d) and dl/dy (written over ys): ys (N, O)."""
+        if output == "linear":          # l = 1/2 |y - d|^2, dl/dy = y - d
+            ys -= d
+            return 0.5 * float(np.vdot(ys, ys)), ys
+        # l = -log softmax(y)[d] = lse(y) - y[d], dl/dy = softmax(y) - onehot(d);
+        # the max is shifted out first so that huge logits stay finite.
+        rows = np.arange(len(d))
+        ys -= ys.max(axis=1, keepdims=True)
+        picked = ys[rows, d]
+        np.exp(ys, out=ys)
+        z = ys.sum(axis=1)
+        loss = float(np.log(z).sum() - picked.sum())
+        ys /= z[:, None]
+        ys[rows, d] -= 1.0
+        return loss, ys
+
+
+class TorchOps:
+    is_torch = True
+
+    def __init__(self, dtype, device="cpu"):
+        import torch
+
+        self.torch = torch
+        self.dtype = getattr(torch, dtype)
+        self.device = torch.device(device)
+
+    def asarray(self, a):
+        return self.torch.as_tensor(np.ascontiguousarray(a), dtype=self.dtype, device=self.device)
+
+    def params(self, params):
+        return RNNParams(**{n: self.asarray(w) for n, w in params.as_dict().items()})
+
+    def targets(self, targets):
+        if targets.dtype.kind == "i":
+            return self.torch.as_tensor(targets, device=self.device)
+        return self.asarray(targets)
+
+    def empty(self, shape):
+        return self.torch.empty(shape, dtype=self.dtype, device=self.device)
+
+    def zeros(self, shape):
+        return self.torch.zeros(shape, dtype=self.dtype, device=self.device)
+
+    @staticmethod
+    def copy(a):
+        return a.clone()
+
+    @staticmethod
+    def unbind(a):
+        return a.unbind(0)
+
+    def matmul(self, a, b, out=None):
+        return self.torch.matmul(a, b) if out is None else self.torch.matmul(a, b, out=out)
+
+    @staticmethod
+    def addmm_(c, a, b, tmp=None):
+        c.addmm_(a, b)
+
+    @staticmethod
+    def axpy_(y, alpha, x):
+        y.add_(x, alpha=alpha)
+
+    @staticmethod
+    def iadd_(y, x):
+        y.add_(x)
+
+    def all_finite(self, a):
+        return bool(self.torch.isfinite(a).all())
+
+    @staticmethod
+    def item(x):
+        return float(x)
+
+    def activation(self, name):
+        torch = self.torch
+        if name == "tanh":
+            return torch.tanh_
+        if name == "sigmoid":
+            return torch.sigmoid_
+        if name == "relu":
+            return torch.relu_
+        return lambda a: None
+
+    def activation_grad(self, name):
+        torch = self.torch
+        if name == "tanh":
+            def tanh_grad(h, g, out):
+                torch.mul(g, h, out=out)
+                out.mul_(h)
+                torch.sub(g, out, out=out)
+            return tanh_grad
+        if name == "sigmoid":
+            def sigmoid_grad(h, g, out):
+                torch.mul(h, h, out=out)
+                torch.sub(h, out, out=out)
+                out.mul_(g)
+            return sigmoid_grad
+        if name == "relu":
+            def relu_grad(h, g, out):
+                torch.mul(g, h > 0, out=out)
+            return relu_grad
+
+        def identity_grad(h, g, out):
+            out.copy_(g)
+        return identity_grad
+
+    def loss_and_grad(self, output, ys, d):
+        torch = self.torch
+        if output == "linear":
+            ys.sub_(d)
+            return 0.5 * torch.dot(ys.reshape(-1), ys.reshape(-1)), ys
+        ys.sub_(ys.amax(dim=1, keepdim=True))
+        rows = torch.arange(len(d), device=ys.device)
+        picked = ys[rows, d]
+        ys.exp_()
+        z = ys.sum(dim=1)
+        loss = torch.log(z).sum() - picked.sum()
+        ys.div_(z[:, None])
+        ys[rows, d] -= 1.0
+        return loss, ys
