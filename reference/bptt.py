@@ -137,7 +137,7 @@ def _bptt(case):
             dW_h += da.T @ hs[t - 1]            #     ... + W_h h_{t-1} + ...
             db_h += da.sum(axis=0)              #     ... + b_h
             dh_next = da @ p.W_h                # dL/dh_{t-1} through a_t
-            if not all(np.isfinite(g).all() for g in (dh, dh_next, dW_x, dW_h, db_h)):
+            if not all(np.isfinite(g).all() for g in (dh, dW_x, dW_h, db_h)):
                 raise overflow_error("backward pass", t, T)
         if s == 1:                              # h_0 = h0; a block stopping later adds nothing
             dh0 += dh_next
