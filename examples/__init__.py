@@ -1,0 +1,1 @@
+"""Worked examples (not installed with the package)."""
