@@ -1,0 +1,294 @@
+"""The vanishing/exploding gradient laws of BPTT, as computations and as a plot.
+
+With ``targets="last"`` only the last step is scored, so what reaches h_t is the
+error at h_T carried back through T - t step Jacobians dh_k/dh_{k-1} =
+diag(f'(a_k)) W_h. Per batch row b and lag k = T - t:
+
+    ||dL/dh_{T-k}[b]|| <= (gamma * sigma_max(W_h))^k * ||dL/dh_T[b]||       (bound)
+
+where gamma is the largest slope of f (``reference.ACTIVATION_SLOPE``: 1 for tanh,
+relu and identity, 1/4 for sigmoid). With f = identity and W_h = rho * Q, Q
+orthogonal, each step multiplies the row by rho * Q^T, so
+
+    ||dL/dh_{T-k}[b]|| = rho^k * ||dL/dh_T[b]||                           (exact law)
+
+and with f = identity and any W_h, ||(W_h^T)^k||_2 >= rho(W_h)^k (spectral radius).
+
+Conventions: every array indexed by lag is (T, B) with row k = lag T - t, k = 0..T-1,
+and holds one value per batch row (no max or mean is taken). ``LawCurve`` offers
+the batch max of the normalised norms, which is what ``plot_laws`` draws.
+
+The matrix constructors ``orthogonal``, ``scaled_orthogonal`` and
+``with_spectral_radius`` are public and meant to be reused by other properties.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from reference.types import ACTIVATION_SLOPE, RNNParams, RNNSpec
+
+__all__ = [
+    "orthogonal", "scaled_orthogonal", "with_spectral_radius", "spectral_radius", "sigma_max",
+    "lag_norms", "decay_bound", "orthogonal_law", "power_norms",
+    "LawCurve", "law_case", "measure_law", "gradient_law", "plot_laws",
+]
+
+
+# ---------------------------------------------------------------------------
+# Matrices with a prescribed spectrum
+
+
+def _rng(rng):
+    """A numpy Generator from a Generator, a seed (int) or None."""
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+def orthogonal(n, rng=None):
+    """A random (Haar-distributed) orthogonal n x n matrix: Q of the QR factorisation
+    of a Gaussian matrix, with the signs of R's diagonal moved into Q.
+    ``rng`` is a numpy Generator or a seed."""
+    if int(n) != n or n < 1:
+        raise ValueError(f"n must be an integer >= 1; got {n!r}")
+    Z = _rng(rng).standard_normal((int(n), int(n)))
+    Q, R = np.linalg.qr(Z)
+    signs = np.sign(np.diag(R))
+    signs[signs == 0] = 1.0
+    return Q * signs
+
+
+def scaled_orthogonal(n, rho, rng=None):
+    """rho * Q with Q = ``orthogonal(n, rng)``: every singular value and every
+    eigenvalue modulus is rho, so sigma_max = spectral radius = rho."""
+    if not (np.isfinite(rho) and rho >= 0):
+        raise ValueError(f"rho must be a finite number >= 0; got {rho!r}")
+    return float(rho) * orthogonal(n, rng)
+
+
+def spectral_radius(W):
+    """max |eigenvalue| of the square matrix W."""
+    return float(np.max(np.abs(np.linalg.eigvals(np.asarray(W, dtype=np.float64)))))
+
+
+def sigma_max(W):
+    """The largest singular value of W (its spectral norm)."""
+    return float(np.linalg.norm(np.asarray(W, dtype=np.float64), 2))
+
+
+def with_spectral_radius(W, rho):
+    """W rescaled so that its spectral radius is rho (sigma_max(W) >= rho then).
+    W must be square with a nonzero spectral radius (a nilpotent W cannot be scaled)."""
+    W = np.asarray(W, dtype=np.float64)
+    if W.ndim != 2 or W.shape[0] != W.shape[1]:
+        raise ValueError(f"W must be a square matrix; got shape {W.shape}")
+    if not (np.isfinite(rho) and rho >= 0):
+        raise ValueError(f"rho must be a finite number >= 0; got {rho!r}")
+    r = spectral_radius(W)
+    if not r > 0:
+        raise ValueError("W has spectral radius 0 (it is nilpotent); it cannot be scaled to a spectral radius")
+    return W * (float(rho) / r)
+
+
+def power_norms(W, K):
+    """(||(W^T)^k||_2, rho(W)^k) for k = 0..K, two arrays of length K + 1: the
+    first is never below the second (identity activation, any W_h)."""
+    W = np.asarray(W, dtype=np.float64)
+    P = np.eye(W.shape[0])
+    norms = []
+    for _ in range(K + 1):
+        norms.append(sigma_max(P))
+        P = W.T @ P
+    return np.array(norms), spectral_radius(W) ** np.arange(K + 1)
+
+
+# ---------------------------------------------------------------------------
+# The laws on a backend's dhs
+
+
+def lag_norms(dhs):
+    """(T, B): row k holds ||dL/dh_{T-k}[b]||_2 for every batch row b, from
+    ``dhs`` (T, B, H) = dL/dh_1 .. dL/dh_T."""
+    dhs = np.asarray(dhs, dtype=np.float64)
+    if dhs.ndim != 3:
+        raise ValueError(f"dhs must have shape (T, B, H); got shape {dhs.shape}")
+    return np.linalg.norm(dhs[::-1], axis=2)
+
+
+def decay_bound(dhs, W_h, activation):
+    """(T, B): (gamma * sigma_max(W_h))^k * ||dL/dh_T[b]|| at lag k."""
+    if activation not in ACTIVATION_SLOPE:
+        raise ValueError(f"activation must be one of {', '.join(map(repr, ACTIVATION_SLOPE))}; got {activation!r}")
+    norms = lag_norms(dhs)
+    c = ACTIVATION_SLOPE[activation] * sigma_max(W_h)
+    return c ** np.arange(len(norms))[:, None] * norms[0]
+
+
+def orthogonal_law(dhs, rho):
+    """(T, B): rho^k * ||dL/dh_T[b]||, the exact law for f = identity, W_h = rho Q."""
+    norms = lag_norms(dhs)
+    return float(rho) ** np.arange(len(norms))[:, None] * norms[0]
+
+
+@dataclass(frozen=True)
+class LawCurve:
+    """The gradient norms of one case against their laws, all (T, B) indexed by
+    lag k = T - t (row) and batch row b (column)."""
+
+    activation: str
+    gamma: float
+    sigma_max: float               # of W_h
+    norms: np.ndarray              # ||dL/dh_{T-k}[b]||
+    bound: np.ndarray              # (gamma sigma_max)^k ||dL/dh_T[b]||
+    exact: Optional[np.ndarray]    # rho^k ||dL/dh_T[b]|| for identity with W_h = rho Q, else None
+
+    @property
+    def lags(self):
+        return np.arange(len(self.norms))
+
+    @property
+    def rate(self):
+        """gamma * sigma_max(W_h): the per-step factor of the bound."""
+        return self.gamma * self.sigma_max
+
+    def relative(self):
+        """(T, B): norms / ||dL/dh_T[b]||, each batch row's curve starting at 1."""
+        top = self.norms[0]
+        if not (top > 0).all():
+            raise ValueError("dL/dh_T is zero for some batch row: the relative norms are undefined")
+        return self.norms / top
+
+    def max_relative(self):
+        """(T,): the largest relative norm over the batch at each lag. It stays below
+        rate^k because every row's relative norm does."""
+        return self.relative().max(axis=1)
+
+
+def _backend(backend):
+    if isinstance(backend, str):
+        from implementations import get_backend
+
+        return get_backend(backend, dtype="float64")
+    return backend
+
+
+def measure_law(spec, params, xs, targets, h0=None, backend="reference", rho=None):
+    """Runs ``backend`` (a name or a backend object) on one case with
+    ``spec.targets == "last"`` and returns a ``LawCurve``. Pass ``rho`` when
+    W_h = rho Q with Q orthogonal to get the exact law (identity activation only).
+    A FloatingPointError of the backend (overflow) propagates."""
+    if spec.targets != "last":
+        raise ValueError(f"the decay/growth laws need targets='last'; got targets={spec.targets!r}")
+    res = _backend(backend).bptt(spec, params, xs, targets, h0=h0)
+    if res.dhs is None:
+        raise ValueError("the backend returned dhs=None for full BPTT")
+    W_h = np.asarray(params.W_h, dtype=np.float64)
+    exact = orthogonal_law(res.dhs, rho) if (rho is not None and spec.activation == "identity") else None
+    return LawCurve(activation=spec.activation, gamma=ACTIVATION_SLOPE[spec.activation], sigma_max=sigma_max(W_h),
+                    norms=lag_norms(res.dhs), bound=decay_bound(res.dhs, W_h, spec.activation), exact=exact)
+
+
+def law_case(activation, rho, T, H, B, seed=0, *, D=3, O=2, recurrent="orthogonal"):
+    """A seeded case (spec, params, xs, targets, h0) for the laws: targets="last",
+    linear output, Gaussian inputs and weights of unit-order scale, and W_h either
+    ``rho * Q`` (``recurrent="orthogonal"``: sigma_max = rho) or a Gaussian matrix
+    scaled to spectral radius rho (``recurrent="gaussian"``: sigma_max >= rho)."""
+    rng = np.random.default_rng(seed)
+    if recurrent == "orthogonal":
+        W_h = scaled_orthogonal(H, rho, rng)
+    elif recurrent == "gaussian":
+        W_h = with_spectral_radius(rng.standard_normal((H, H)), rho)
+    else:
+        raise ValueError(f"recurrent must be 'orthogonal' or 'gaussian'; got {recurrent!r}")
+    params = RNNParams(W_x=rng.standard_normal((H, D)) / np.sqrt(D), W_h=W_h,
+                       b_h=0.1 * rng.standard_normal(H),
+                       W_y=rng.standard_normal((O, H)) / np.sqrt(H), b_y=0.1 * rng.standard_normal(O))
+    xs = rng.standard_normal((T, B, D))
+    targets = rng.standard_normal((T, B, O))
+    h0 = 0.5 * rng.standard_normal((B, H))
+    spec = RNNSpec(activation=activation, output="linear", targets="last")
+    return spec, params, xs, targets, h0
+
+
+def gradient_law(activation, rho, T=30, H=16, B=4, seed=0, backend="reference", *, recurrent="orthogonal"):
+    """``measure_law`` on ``law_case(activation, rho, T, H, B, seed)``; the exact
+    law is included for the identity activation with an orthogonal W_h."""
+    spec, params, xs, targets, h0 = law_case(activation, rho, T, H, B, seed, recurrent=recurrent)
+    return measure_law(spec, params, xs, targets, h0, backend,
+                       rho=rho if recurrent == "orthogonal" else None)
+
+
+# ---------------------------------------------------------------------------
+# The plot
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("plotting the laws needs matplotlib: pip install matplotlib "
+                          "(or pip install 'bptt-suite[plot]')") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_laws(path, backend="reference", rhos=(0.5, 0.9, 1.0, 1.1, 1.5),
+              activations=("identity", "tanh", "sigmoid", "relu"), T=40, H=16, B=8, seed=0):
+    """Draws the decay/growth laws into the PNG ``path``: one panel per activation,
+    for each rho (W_h = rho Q, Q orthogonal, so sigma_max(W_h) = rho) the measured
+    max over the batch of ||dL/dh_t|| / ||dL/dh_T|| against the lag T - t (solid,
+    markers) and the bound (gamma rho)^(T-t) (dashed, same colour), log y-scale.
+    For the identity activation the bound is the exact law rho^(T-t).
+    A case whose backend overflows is left out and marked "overflow" in the legend.
+    Returns ``path``."""
+    plt = _pyplot()
+    from matplotlib.lines import Line2D
+
+    be = _backend(backend)
+    n = len(activations)
+    cols = min(n, 2)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 4.6 * rows), squeeze=False)
+    colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, len(rhos)))
+    lags = np.arange(T)
+    for ax, activation in zip(axes.flat, activations):
+        gamma = ACTIVATION_SLOPE[activation]
+        handles = []
+        for rho, colour in zip(rhos, colours):
+            bound = (gamma * rho) ** lags
+            try:
+                curve = gradient_law(activation, rho, T=T, H=H, B=B, seed=seed, backend=be)
+                measured = curve.max_relative()
+            except FloatingPointError:
+                measured = None
+            ax.plot(lags, bound, linestyle="--", color=colour, linewidth=1.2)
+            if measured is None or not np.isfinite(measured).all():
+                label = f"rho = {rho:g}: overflow"
+            else:
+                pos = measured > 0          # exact zeros (dead relu units) cannot go on a log axis
+                ax.plot(lags[pos], measured[pos], linestyle="-", marker="o", markersize=2.5,
+                        color=colour, linewidth=1.4)
+                label = f"rho = {rho:g}" + ("" if pos.all() else
+                                            f" (0 from lag {int(np.flatnonzero(~pos)[0])})")
+            handles.append(Line2D([], [], color=colour, marker="o", markersize=3, label=label))
+        handles += [Line2D([], [], color="black", linestyle="-", label="measured (max over batch)"),
+                    Line2D([], [], color="black", linestyle="--",
+                           label=f"bound ({gamma:g} rho)^(T-t)" if gamma != 1 else "bound rho^(T-t)")]
+        ax.set_yscale("log")
+        ax.set_xlabel("lag T - t")
+        ax.set_ylabel("||dL/dh_t|| / ||dL/dh_T||")
+        kind = "exact law = bound" if activation == "identity" else f"gamma = {gamma:g}"
+        ax.set_title(f"f = {activation} ({kind})")
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(handles=handles, fontsize=7.5, loc="best")
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.suptitle(f"Gradient decay/growth with the lag, targets='last', W_h = rho Q "
+                 f"(Q orthogonal), T = {T}, H = {H}, B = {B}, backend {be.name!r}", fontsize=10.5)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
