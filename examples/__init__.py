@@ -1,1 +1,1 @@
-"""Worked examples (not installed with the package)."""
+"""Examples for people who write their own BPTT backend (not an installed package)."""

@@ -1,0 +1,1 @@
+"""Properties of BPTT: the conformance checks and the vanishing/exploding gradient laws."""
