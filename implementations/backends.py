@@ -8,6 +8,7 @@ from reference.bptt import _forward as reference_forward
 from reference.bptt import blocks, scored_steps
 from reference.rtrl import _rtrl
 from reference.types import RNNParams
+from reference.validation import first_nonfinite_step, overflow_error
 
 from . import engine
 from .base import Backend
@@ -126,16 +127,19 @@ class TorchAutogradBackend(TorchBackend):
             return f(x @ P["W_x"].T + h @ P["W_h"].T + P["b_h"])
         return step, (lambda: {n: P[n].grad for n in ("W_x", "W_h", "b_h")}), (P["W_x"], P["W_h"])
 
-    def _loss_terms(self, case, P, hs, targets, steps):
+    def _loss_terms(self, case, P, hs, targets, steps, checked=False):
         torch = self._torch
         total = 0.0
         for t in steps:
             y = hs[t] @ P["W_y"].T + P["b_y"]
             d = targets[t - 1]
             if case.spec.output == "linear":
-                total = total + 0.5 * ((y - d) ** 2).sum()
+                term = 0.5 * ((y - d) ** 2).sum()
             else:
-                total = total + torch.nn.functional.cross_entropy(y, d, reduction="sum")
+                term = torch.nn.functional.cross_entropy(y, d, reduction="sum")
+            if checked and not (bool(torch.isfinite(y).all()) and bool(torch.isfinite(term))):
+                raise overflow_error("loss", t, case.T)
+            total = total + term
         return total / case.B
 
     def _forward(self, case):
@@ -163,6 +167,8 @@ class TorchAutogradBackend(TorchBackend):
                 states = [self._t(case.h0)]
                 for t in range(case.T):
                     states.append(step(xs[t], states[-1]))
+                    if checked and not bool(torch.isfinite(states[-1]).all()):
+                        raise overflow_error("forward pass", t + 1, case.T)
             loss = 0.0
             dh0 = torch.zeros(case.B, case.H, dtype=self.ops.dtype)
             dhs = None
@@ -172,9 +178,16 @@ class TorchAutogradBackend(TorchBackend):
                 for t in range(s, e + 1):
                     hs[t] = step(xs[t - 1], hs[t - 1])
                     hs[t].retain_grad()
-                block_loss = self._loss_terms(case, P, hs, targets, [t for t in range(first, e + 1) if t in scored])
+                block_loss = self._loss_terms(case, P, hs, targets, [t for t in range(first, e + 1) if t in scored],
+                                              checked)
                 if torch.is_tensor(block_loss):
                     block_loss.backward()
+                    if checked:  # the backward pass runs from h_e down to h_s: the first bad step is the last one
+                        grads_ = [hs[t].grad if hs[t].grad is not None else torch.zeros_like(hs[t])
+                                  for t in range(s, e + 1)]
+                        bad = first_nonfinite_step(torch.stack(grads_).detach().cpu().numpy(), backward=True)
+                        if bad is not None:
+                            raise overflow_error("backward pass", s + bad - 1, case.T)
                     loss += float(block_loss.detach())
                     if s == 1:
                         dh0 += h_start.grad
