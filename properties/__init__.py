@@ -1,0 +1,3 @@
+"""The property suite: Hypothesis strategies, the conformance properties of the
+backend contract, the checker that runs them against a backend, and the command
+line ``bptt-suite``."""
