@@ -22,7 +22,7 @@ import sys
 import time
 
 from .checks import PROPERTIES
-from .conformance import check_backend, format_table, merge, split_name
+from .conformance import backend_targets, check_backend, format_table, merge
 from .hypothesis_helpers import PROFILES
 
 USAGE_ERROR = 2
@@ -48,37 +48,6 @@ def _parser():
     return p
 
 
-def _supports(name, dtype):
-    """Whether backend ``name`` can be built in ``dtype`` (a ValueError about the dtype says no)."""
-    from implementations import get_backend
-
-    try:
-        get_backend(name, dtype=dtype)
-        return True
-    except ValueError as exc:
-        if "dtype" in str(exc):
-            return False
-        raise
-
-
-def _targets(args):
-    """[(name as given to check_backend, display)] or raise ValueError for an unknown name."""
-    from implementations import available_backends, get_backend
-
-    names = args.backend or available_backends()
-    out = []
-    for raw in names:
-        name, suffix = split_name(raw)
-        dtypes = [suffix] if suffix else (args.dtype or ["float64", "float32"])
-        explicit = bool(suffix or args.dtype)
-        get_backend(name, dtype=dtypes[0] if explicit else "float64")  # unknown names: ValueError here
-        for dt in dtypes:
-            if not explicit and dt != "float64" and not _supports(name, dt):
-                continue
-            out.append(name if dt == "float64" else f"{name}[{dt}]")
-    return out
-
-
 def _progress(stream):
     state = {"t0": None}
 
@@ -95,7 +64,7 @@ def _progress(stream):
 
 def check(args) -> int:
     try:
-        targets = _targets(args)
+        targets = backend_targets(args.backend, args.dtype)
     except (ValueError, RuntimeError) as exc:
         print(f"bptt-suite check: error: {exc}", file=sys.stderr)
         return USAGE_ERROR

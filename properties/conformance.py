@@ -126,6 +126,40 @@ def resolve(backend, dtype=None):
     return backend, display_name(name, dt), display_name(importable, dt)
 
 
+def _supports(name, dtype):
+    """Whether backend ``name`` can be built in ``dtype`` (a ValueError about the dtype says no)."""
+    from implementations import get_backend
+
+    try:
+        get_backend(name, dtype=dtype)
+        return True
+    except ValueError as exc:
+        if "dtype" in str(exc):
+            return False
+        raise
+
+
+def backend_targets(names=None, dtypes=None):
+    """The backend names to check, with their dtype: by default every name of
+    ``available_backends()`` in float64 and also in float32 where it supports it
+    ("numpy[float32]"); ``dtypes`` picks the dtypes instead, and a name may carry
+    its own ("numpy[float32]"). Raises ValueError (RuntimeError for torch:cuda
+    without CUDA) for a name that cannot be used."""
+    from implementations import available_backends, get_backend
+
+    out = []
+    for raw in (names or available_backends()):
+        name, suffix = split_name(raw)
+        wanted = [suffix] if suffix else list(dtypes or ["float64", "float32"])
+        explicit = bool(suffix or dtypes)
+        get_backend(name, dtype=wanted[0] if explicit else "float64")  # unknown names fail here
+        for dt in wanted:
+            if not explicit and dt != "float64" and not _supports(name, dt):
+                continue
+            out.append(display_name(name, dt))
+    return out
+
+
 # ---------------------------------------------------------------------------
 # Time limits
 
@@ -263,7 +297,7 @@ def run_property(backend, prop_name, *, profile="ci", max_examples=None, seed=No
 
 def check_backend(backend, expected_failures=None, *, profile="ci", max_examples=None, seed=None,
                   properties=None, timeout_s=None, progress=None, caps: Optional[Caps] = None,
-                  dtype=None) -> Report:
+                  dtype=None, fail_fast=False) -> Report:
     """Run the conformance properties against ``backend`` (an object, or a name for
     ``implementations.get_backend``; "name[float32]" picks the dtype).
 
@@ -272,6 +306,10 @@ def check_backend(backend, expected_failures=None, *, profile="ci", max_examples
     timeout_s: time limit of each property (default per profile, DEFAULT_TIMEOUT_S).
     progress: called as progress(backend_name, property, result_or_None) before and
     after each property.
+    caps: the size caps of the cases (default: ``hypothesis_helpers.caps_for(backend)``).
+    dtype: the dtype when ``backend`` is a name without one (default float64).
+    fail_fast: stop at the first failing property (the report then holds only the
+    properties run so far).
     """
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {', '.join(map(repr, PROFILES))}; got {profile!r}")
@@ -300,9 +338,11 @@ def check_backend(backend, expected_failures=None, *, profile="ci", max_examples
         report.results[name] = res
         if progress:
             progress(shown, name, res)
+        if fail_fast and res.status == "fail":
+            break
     report.seconds = time.perf_counter() - t0
     return report
 
 
 __all__ = ["check_backend", "run_property", "Report", "PropertyResult", "merge", "format_table", "resolve",
-           "split_name", "display_name", "PropertyTimeout", "call_with_time_limit", "STATUSES"]
+           "split_name", "display_name", "backend_targets", "PropertyTimeout", "call_with_time_limit", "STATUSES"]
