@@ -30,7 +30,7 @@ from reference.bptt import loss_terms as _ref_loss_terms
 from reference.types import RNNParams, RNNSpec, Truncation
 from reference.validation import validate_bptt
 
-from .hypothesis_helpers import Caps, Problem, draw_problem
+from .hypothesis_helpers import SMALL_CAPS, Caps, Problem, draw_problem
 from .tolerances import Tolerance, perturb, tolerance_for
 
 PARAM_NAMES = RNNParams.names()
@@ -370,6 +370,13 @@ def prop_truncation_cut(backend, p: Problem):
     return _agree_with(backend, p, want, _shifted(want, ref, ref_p))
 
 
+def prop_dhs_presence(backend, p: Problem):
+    """dhs is None exactly when the truncation cuts (h < T); otherwise it is the
+    (T, B, H) array (truncation None, or h >= T with any h')."""
+    check_bptt_result(backend.bptt(*p.bptt_args()[0], **p.bptt_args()[1]), p)
+    return None
+
+
 # ---------------------------------------------------------------------------
 # Decay / growth laws (section 6)
 
@@ -390,7 +397,7 @@ def prop_decay_bound(backend, p: Problem):
     worst = 0.0
     for t in range(1, p.T + 1):
         lag = p.T - t
-        bound = c ** lag * norms[-1] * (1 + tol.law * (lag + 1))
+        bound = c ** lag * norms[-1] * (1 + tol.law * (lag + 1)) + tol.tiny
         excess = norms[t - 1] - bound
         for b in np.flatnonzero(excess > 0):
             raise _law_failure(f"decay bound (gamma*sigma_max = {c:.6g})", t, int(b), float(norms[t - 1, b]),
@@ -413,7 +420,7 @@ def prop_orthogonal_law(backend, p: Problem):
         lag = p.T - t
         law = rho ** lag * norms[-1]
         err = np.abs(norms[t - 1] - law)
-        allowed = law * tol.law * (lag + 1) + tol.atol * norms[-1] * 1e-30  # the last term: underflow only
+        allowed = law * tol.law * (lag + 1) + tol.tiny  # tiny: values that underflow in the dtype
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = np.where(law > 0, err / np.where(law > 0, law, 1), err)
         worst = max(worst, float(rel.max(initial=0.0)))
@@ -843,6 +850,7 @@ class Property:
     check: Callable        # check(backend, case) -> float | None
     build: Callable        # build(draw, caps) -> case
     doc: str
+    examples_factor: int = 1  # runs this many times the profile's max_examples (cheap, many-branched cases)
 
 
 def _growth_case(draw, caps):
@@ -862,18 +870,23 @@ def _clip_case(draw, caps):
     return (p, draw(st.floats(0.05, 2.0), "max_norm / norm"), draw(st.floats(0.05, 1.2), "clip value / max|g|"))
 
 
-def _prop(name, check, build):
-    return Property(name, check, build, (check.__doc__ or "").strip().split("\n\n")[0])
+def _at_most(caps: Caps, cap: Caps) -> Caps:
+    """Each size of ``caps`` bounded by ``cap`` (RTRL's cost grows as T^2 H^3)."""
+    return Caps(**{k: min(v, getattr(cap, k)) for k, v in caps.__dict__.items()})
+
+
+def _prop(name, check, build, examples_factor=1):
+    return Property(name, check, build, (check.__doc__ or "").strip().split("\n\n")[0], examples_factor)
 
 
 PROPERTIES = {p.name: p for p in [
     _prop("forward", prop_forward, lambda d, c: draw_problem(d, c, truncation="none")),
     _prop("bptt", prop_bptt, lambda d, c: draw_problem(d, c, truncation="none")),
     _prop("finite_differences", prop_finite_differences, lambda d, c: draw_problem(d, c, truncation="none")),
-    _prop("rtrl", prop_rtrl, lambda d, c: draw_problem(d, Caps(**{**c.__dict__, "T": min(c.T, 8), "H": min(
-        c.H, 5), "short_T": min(c.T, 8), "narrow_H": min(c.H, 5)}))),
+    _prop("rtrl", prop_rtrl, lambda d, c: draw_problem(d, _at_most(c, SMALL_CAPS))),
     _prop("truncation_full", prop_truncation_full, lambda d, c: draw_problem(d, c, truncation="full")),
     _prop("truncation_cut", prop_truncation_cut, lambda d, c: draw_problem(d, c, truncation="cut", min_T=2)),
+    _prop("dhs_presence", prop_dhs_presence, lambda d, c: draw_problem(d, c)),
     _prop("decay_bound", prop_decay_bound, lambda d, c: draw_problem(d, c, targets=("last",), truncation="none")),
     _prop("orthogonal_law", prop_orthogonal_law, lambda d, c: draw_problem(
         d, c, activations=("identity",), targets=("last",), regimes=("orthogonal",), truncation="none")),
@@ -881,7 +894,7 @@ PROPERTIES = {p.name: p for p in [
     _prop("truncation_error_bound", prop_truncation_error_bound, lambda d, c: draw_problem(
         d, c, regimes=("contracting",), truncation="cut", min_T=2)),
     _prop("clipping", prop_clipping, _clip_case),
-    _prop("errors", prop_errors, build_bad_input),
+    _prop("errors", prop_errors, build_bad_input, examples_factor=4),  # ~1 ms a case, a dozen kinds of bad input
     _prop("determinism", prop_determinism, lambda d, c: draw_problem(d, c)),
     _prop("inputs_untouched", prop_inputs_untouched, lambda d, c: draw_problem(d, c)),
 ]}

@@ -241,6 +241,7 @@ def run_property(backend, prop_name, *, profile="ci", max_examples=None, seed=No
     prop = PROPERTIES[prop_name]
     caps = caps or caps_for(backend)
     s = profile_settings(profile, max_examples)
+    s = profile_settings(profile, s.max_examples * prop.examples_factor)
     state = {"calls": 0, "worst": None, "case": None}
 
     @s

@@ -45,7 +45,7 @@ class Caps:
 
 #: The caps for every backend: long enough (T up to 60) and wide enough (H up to 32)
 #: for bugs in chunked or blocked code paths, small enough for ~10 ms per case.
-FULL_CAPS = Caps(T=60, B=4, D=5, H=32, O=5)
+FULL_CAPS = Caps(T=60, B=6, D=5, H=32, O=5)
 #: For backends whose cost grows as T^2 H^3 (RTRL): no long or wide class.
 SMALL_CAPS = Caps(T=8, B=3, D=3, H=5, O=3, short_T=8, narrow_H=5)
 #: Backend names that get ``SMALL_CAPS`` by default.
@@ -305,8 +305,8 @@ def draw_problem(draw: Draw, caps: Caps = FULL_CAPS, *, activations=ACTIVATIONS,
         big = draw(st.sampled_from([10.0, 30.0]), "saturation scale")
         W_x, b_h = W_x * big, b_h * big
         W_h = rng.standard_normal((H, H)) / math.sqrt(H)
-        if spec.output == "softmax":
-            W_y = W_y * big * 3
+        if spec.output == "softmax":  # logits in the hundreds or thousands: exp overflows unless shifted
+            W_y = W_y * big * draw(st.sampled_from([3.0, 100.0]), "logit scale")
     else:  # dead_relu: strongly negative pre-activations (all relu units dead)
         W_h = rng.standard_normal((H, H)) * (0.5 / math.sqrt(H))
         b_h = -np.abs(b_h) - draw(st.sampled_from([5.0, 20.0]), "negative bias")
