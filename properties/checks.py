@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 import reference
 from reference.bptt import _forward as _ref_forward_case
 from reference.bptt import loss_terms as _ref_loss_terms
-from reference.types import RNNParams, RNNSpec, Truncation
+from reference.types import ForwardResult, RNNParams, RNNSpec, Truncation
 from reference.validation import validate_bptt
 
 from .hypothesis_helpers import SMALL_CAPS, Caps, Problem, draw_problem
@@ -117,7 +117,7 @@ class Comparison:
     scale: float  # largest entry of the whole reference result
     worst: float = 0.0
 
-    def __call__(self, name, got, want, spread, time_axis=False):
+    def __call__(self, name, got, want, spread, time_axis=False, floor=0.0):
         got = np.asarray(got, dtype=np.float64)
         want = np.asarray(want, dtype=np.float64)
         spread = np.abs(np.asarray(spread, dtype=np.float64))
@@ -132,6 +132,7 @@ class Comparison:
             ref_scale = np.abs(want).max(initial=0.0)
             cond_scale = spread.max(initial=0.0)
         allowed = self.tol.rtol * ref_scale + self.tol.cond * cond_scale + self.tol.atol * self.scale + self.tol.tiny
+        allowed = allowed + self.tol.slope * self.tol.u * np.asarray(floor, dtype=np.float64)
         allowed = np.broadcast_to(allowed, err.shape)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(err > 0, err / np.where(allowed > 0, allowed, np.inf), 0.0)
@@ -150,7 +151,8 @@ class Comparison:
                 f"|error| = {err[idx]:.3g} > allowed {allowed[idx]:.3g} "
                 f"({self.dtype}: rtol {self.tol.rtol:g} x {scale_txt} + cond {self.tol.cond:g} x measured "
                 f"rounding response {float(np.broadcast_to(cond_scale, err.shape)[idx]):.3g} + atol "
-                f"{self.tol.atol:.3g} x result scale {self.scale:.3g} + tiny {self.tol.tiny:.3g}); worst error in {name}: "
+                f"{self.tol.atol:.3g} x result scale {self.scale:.3g} + tiny {self.tol.tiny:.3g} + saturation "
+                f"{self.tol.slope:g} u x {float(np.broadcast_to(floor, err.shape)[idx]):.3g}); worst error in {name}: "
                 f"abs {float(err.max()):.3g}, relative to max|want| {rel:.3g}; "
                 f"{float(ratio.max()):.3g} times the tolerance",
                 error=rel,
@@ -165,14 +167,39 @@ def _scale(*arrays):
     return max((float(np.abs(np.asarray(a)).max(initial=0.0)) for a in arrays if a is not None), default=0.0)
 
 
-def perturbed(p: Problem, u: float) -> Problem:
-    """The case with every float input moved by a relative u (signs from the case's seed)."""
+PERTURBATIONS = ("signs", "coherent")
+
+
+def perturbed(p: Problem, u: float, mode: str = "signs") -> Problem:
+    """The case with every float input moved by a relative u: with random signs (from
+    the case's seed) or all in the same direction (which moves sums coherently)."""
     rng = np.random.default_rng((p.seed, 0x5EED))
-    params = RNNParams(**{n: perturb(rng, w, u) for n, w in p.params.as_dict().items()})
-    xs = perturb(rng, p.xs, u)
-    h0 = None if p.h0 is None else perturb(rng, p.h0, u)
-    targets = perturb(rng, p.targets, u) if p.spec.output == "linear" else p.targets
-    return replace(p, params=params, xs=xs, h0=h0, targets=targets)
+
+    def move(a):
+        return perturb(rng, a, u) if mode == "signs" else np.asarray(a, dtype=np.float64) * (1 + u)
+    params = RNNParams(**{n: move(w) for n, w in p.params.as_dict().items()})
+    h0 = None if p.h0 is None else move(p.h0)
+    targets = move(p.targets) if p.spec.output == "linear" else p.targets
+    return replace(p, params=params, xs=move(p.xs), h0=h0, targets=targets)
+
+
+def _worst(ref, outs, get):
+    """ref - (the largest |ref - out| over the perturbed runs), elementwise."""
+    a = get(ref)
+    if a is None:
+        return None
+    a = np.asarray(a, dtype=np.float64)
+    return a - np.max([np.abs(a - np.asarray(get(o), dtype=np.float64)) for o in outs], axis=0)
+
+
+def _ref_perturbed(p: Problem, u: float, truncation="same"):
+    """The reference 'on the perturbed case', as a result whose difference from the
+    reference is the largest response over the perturbations (PERTURBATIONS)."""
+    ref = _ref_bptt(p, truncation)
+    outs = [_ref_bptt(perturbed(p, u, m), truncation) for m in PERTURBATIONS]
+    grads = RNNParams(**{n: _worst(ref, outs, lambda r, n=n: getattr(r.grads, n)) for n in PARAM_NAMES})
+    return reference.BPTTResult(loss=float(_worst(ref, outs, lambda r: np.array(r.loss))), grads=grads,
+                                dh0=_worst(ref, outs, lambda r: r.dh0), dhs=_worst(ref, outs, lambda r: r.dhs))
 
 
 def _ref_bptt(p: Problem, truncation="same"):
@@ -189,16 +216,42 @@ def _dtype(backend):
     return str(getattr(backend, "dtype", "float64"))
 
 
-def compare_bptt(cmp: Comparison, got, want, want_p, prefix=""):
+def saturation_floor(p: Problem) -> dict:
+    """Magnitudes below which a correct backend's gradients are not determined.
+
+    Where tanh or sigmoid saturates, f'(a) = 1 - h^2 or h (1 - h) is tiny and is
+    known only to an absolute error of about u (h is rounded near 1): a relative
+    error of f' that no perturbation of the inputs shows. dL/da_t = dL/dh_t f'(a_t)
+    then carries an absolute error ~u |dL/dh_t|, which reaches the gradients as
+    u sum_t |dL/dh_t|^T |x_t| (W_x), ... |h_{t-1}| (W_h), 1 (b_h), and dL/dh_{t-1}
+    as u |dL/dh_t| |W_h|. Returns these sums (to be multiplied by slope * u) from
+    the reference's full BPTT; zero for relu and identity, whose f' is exact."""
+    zero = {n: 0.0 for n in PARAM_NAMES + ("dh0", "dhs", "loss")}
+    if p.spec.activation not in ("tanh", "sigmoid"):
+        return zero
+    ref = _ref_bptt(p, None)
+    A = np.abs(ref.dhs)                                            # |dL/dh_t|, (T, B, H)
+    h0 = np.zeros((p.B, p.H)) if p.h0 is None else np.asarray(p.h0, dtype=np.float64)
+    hs = reference.forward(p.spec, p.params, p.xs, p.h0).hs
+    prev = np.abs(np.concatenate([h0[None], hs[:-1]]))             # |h_{t-1}|
+    W = np.abs(np.asarray(p.params.W_h, dtype=np.float64))
+    back = A @ W                                                   # |dL/dh_t| |W_h|: into h_{t-1}
+    return dict(zero, W_x=np.einsum("tbh,tbd->hd", A, np.abs(p.xs)), W_h=np.einsum("tbh,tbk->hk", A, prev),
+                b_h=A.sum(axis=(0, 1)), dh0=back[0], dhs=np.concatenate([back[1:], np.zeros((1, p.B, p.H))]))
+
+
+def compare_bptt(cmp: Comparison, got, want, want_p, prefix="", floor=None):
     """loss, grads, dh0 and (when both have it) dhs of ``got`` against ``want``;
-    ``want_p`` is the reference on the perturbed case."""
+    ``want_p`` is the reference on the perturbed case, ``floor`` the saturation floor."""
+    floor = floor or {}
     worst = cmp.scalar(prefix + "loss", got.loss, want.loss, want.loss - want_p.loss)
     for n in PARAM_NAMES:
         worst = max(worst, cmp(f"{prefix}grads.{n}", getattr(got.grads, n), getattr(want.grads, n),
-                               getattr(want.grads, n) - getattr(want_p.grads, n)))
-    worst = max(worst, cmp(prefix + "dh0", got.dh0, want.dh0, want.dh0 - want_p.dh0))
+                               getattr(want.grads, n) - getattr(want_p.grads, n), floor=floor.get(n, 0.0)))
+    worst = max(worst, cmp(prefix + "dh0", got.dh0, want.dh0, want.dh0 - want_p.dh0, floor=floor.get("dh0", 0.0)))
     if want.dhs is not None and got.dhs is not None:
-        worst = max(worst, cmp(prefix + "dhs", got.dhs, want.dhs, want.dhs - want_p.dhs, time_axis=True))
+        worst = max(worst, cmp(prefix + "dhs", got.dhs, want.dhs, want.dhs - want_p.dhs, time_axis=True,
+                               floor=floor.get("dhs", 0.0)))
     return worst
 
 
@@ -210,7 +263,7 @@ def _agree_with(backend, p, want, want_p, truncation="same"):
     tol = tolerance_for(_dtype(backend))
     got = _bptt(backend, p, truncation)
     cmp = Comparison(tol, _dtype(backend), _result_scale(want))
-    return compare_bptt(cmp, got, want, want_p)
+    return compare_bptt(cmp, got, want, want_p, floor=saturation_floor(p))
 
 
 # ---------------------------------------------------------------------------
@@ -223,8 +276,8 @@ def prop_forward(backend, p: Problem):
     (spec, params, xs), kw = p.forward_args()
     got = check_forward_result(backend.forward(spec, params, xs, **kw), p)
     want = reference.forward(spec, params, xs, **kw)
-    q = perturbed(p, tol.u)
-    want_p = reference.forward(q.spec, q.params, q.xs, h0=q.h0)
+    outs = [reference.forward(q.spec, q.params, q.xs, h0=q.h0) for q in (perturbed(p, tol.u, m) for m in PERTURBATIONS)]
+    want_p = ForwardResult(hs=_worst(want, outs, lambda r: r.hs), ys=_worst(want, outs, lambda r: r.ys))
     cmp = Comparison(tol, _dtype(backend), _scale(want.hs, want.ys))
     return max(cmp("hs", got.hs, want.hs, want.hs - want_p.hs, time_axis=True),
                cmp("ys", got.ys, want.ys, want.ys - want_p.ys, time_axis=True))
@@ -233,7 +286,7 @@ def prop_forward(backend, p: Problem):
 def prop_bptt(backend, p: Problem):
     """Full BPTT: loss, grads, dh0 and dhs agree with the reference."""
     tol = tolerance_for(_dtype(backend))
-    return _agree_with(backend, p, _ref_bptt(p, None), _ref_bptt(perturbed(p, tol.u), None), None)
+    return _agree_with(backend, p, _ref_bptt(p, None), _ref_perturbed(p, tol.u, None), None)
 
 
 def prop_rtrl(backend, p: Problem):
@@ -243,10 +296,10 @@ def prop_rtrl(backend, p: Problem):
     args, kw = p.bptt_args()
     want = reference.rtrl(*args, **kw)
     # The conditioning is measured on the reference BPTT (same function, same conditioning).
-    ref, ref_p = _ref_bptt(p), _ref_bptt(perturbed(p, tol.u))
+    ref, ref_p = _ref_bptt(p), _ref_perturbed(p, tol.u)
     got = _bptt(backend, p)
     cmp = Comparison(tol, _dtype(backend), _result_scale(want))
-    return compare_bptt(cmp, got, want, _shifted(want, ref, ref_p))
+    return compare_bptt(cmp, got, want, _shifted(want, ref, ref_p), floor=saturation_floor(p))
 
 
 def _shifted(want, ref, ref_p):
@@ -267,7 +320,9 @@ def prop_finite_differences(backend, p: Problem):
     rng = np.random.default_rng((p.seed, 0xFD))
     eps = 1e-5
     h0 = np.zeros((p.B, p.H)) if p.h0 is None else p.h0
-    loss = reference.loss(p.spec, p.params, p.xs, p.targets, p.h0)
+    loss_mag = _loss_magnitude(p)
+    floor = saturation_floor(p)
+    ref, ref_p = _ref_bptt(p, None), _ref_perturbed(p, tol.u, None)  # the case's conditioning
     worst = 0.0
     for name in PARAM_NAMES + ("h0",):
         shape = h0.shape if name == "h0" else np.shape(getattr(p.params, name))
@@ -282,10 +337,14 @@ def prop_finite_differences(backend, p: Problem):
         mag = float(np.vdot(np.abs(g), np.abs(v)))
         fd1 = reference.directional_derivative(p.spec, p.params, p.xs, p.targets, direction, h0, dh0_dir, eps)
         fd2 = reference.directional_derivative(p.spec, p.params, p.xs, p.targets, direction, h0, dh0_dir, 2 * eps)
-        # truncation error ~ |fd2 - fd1| / 3 (Richardson), doubled; roundoff ~ 16 u |L| / eps.
-        allowed = tol.fd * mag + 2 * abs(fd2 - fd1) + 16 * 2.0 ** -53 * abs(loss) / eps
+        # truncation error ~ |fd2 - fd1| / 3 (Richardson), doubled; roundoff ~ 16 u (magnitude of L) / eps.
+        sat = tol.slope * tol.u * float(np.vdot(np.broadcast_to(floor["dh0" if name == "h0" else name], v.shape),
+                                                np.abs(v)))
+        spread = (ref.dh0 - ref_p.dh0) if name == "h0" else (getattr(ref.grads, name) - getattr(ref_p.grads, name))
+        cond = tol.cond * float(np.vdot(np.abs(spread), np.abs(v)))
+        allowed = tol.fd * mag + 2 * abs(fd2 - fd1) + 16 * 2.0 ** -53 * loss_mag / eps + sat + cond
         err = abs(analytic - fd1)
-        noise = allowed - tol.fd * mag  # what finite differences cannot resolve in this case
+        noise = allowed - tol.fd * mag  # what finite differences (and saturation) cannot resolve here
         rel = err / max(mag, noise) if max(mag, noise) > 0 else 0.0
         worst = max(worst, rel)
         if err > allowed:
@@ -294,8 +353,25 @@ def prop_finite_differences(backend, p: Problem):
                 f"{what} along a random direction v: <{what}, v> = {analytic!r} but the central finite "
                 f"difference of the reference loss is {fd1!r} (eps={eps}; {fd2!r} at 2 eps): |error| = "
                 f"{err:.3g} > allowed {allowed:.3g} (fd {tol.fd:g} x sum|g||v| = {mag:.3g} + 2 x Richardson "
-                f"{abs(fd2 - fd1):.3g} + roundoff); relative error {rel:.3g}", error=rel)
+                f"{abs(fd2 - fd1):.3g} + roundoff + saturation {sat:.3g} + conditioning {cond:.3g}); relative error "
+                f"{rel:.3g}", error=rel)
     return worst
+
+
+def _loss_magnitude(p: Problem) -> float:
+    """The size of the numbers L is computed from, which sets its rounding error:
+    L itself plus, per scored term, |y| |y - d| (linear) or max|y| (softmax: the
+    log-sum-exp of logits in the thousands is exact only to u max|y|)."""
+    ys = reference.forward(p.spec, p.params, p.xs, p.h0).ys
+    steps = range(p.T) if p.spec.targets == "every" else [p.T - 1]
+    total = reference.loss(p.spec, p.params, p.xs, p.targets, p.h0)
+    for i in steps:
+        y = np.abs(ys[i])
+        if p.spec.output == "linear":
+            total += float((y * (1 + np.abs(ys[i] - p.targets[i]))).sum()) / p.B
+        else:
+            total += float(y.max(axis=1).sum()) / p.B
+    return total
 
 
 def _preactivations(p, params, h0):
@@ -324,7 +400,7 @@ def prop_truncation_full(backend, p: Problem):
     """BPTT(h; h') with h >= T, any h', is full BPTT (dhs included)."""
     tol = tolerance_for(_dtype(backend))
     assert p.truncation is not None and p.truncation.h >= p.T
-    return _agree_with(backend, p, _ref_bptt(p, None), _ref_bptt(perturbed(p, tol.u), None), p.truncation)
+    return _agree_with(backend, p, _ref_bptt(p, None), _ref_perturbed(p, tol.u, None), p.truncation)
 
 
 def direct_truncated(p: Problem):
@@ -366,7 +442,7 @@ def prop_truncation_cut(backend, p: Problem):
     assert p.truncation is not None and p.truncation.h < p.T
     want = direct_truncated(p)
     # conditioning: how the reference's truncated BPTT responds to a rounding-sized change
-    ref, ref_p = _ref_bptt(p), _ref_bptt(perturbed(p, tol.u))
+    ref, ref_p = _ref_bptt(p), _ref_perturbed(p, tol.u)
     return _agree_with(backend, p, want, _shifted(want, ref, ref_p))
 
 
@@ -438,7 +514,7 @@ def prop_growth_law(backend, p: Problem):
     got = _bptt(backend, p, None)
     W = np.asarray(p.params.W_h, dtype=np.float64)
     want = np.stack([np.linalg.matrix_power(W, p.T - t) for t in range(1, p.T + 1)])
-    ref, ref_p = _ref_bptt(p, None), _ref_bptt(perturbed(p, tol.u), None)
+    ref, ref_p = _ref_bptt(p, None), _ref_perturbed(p, tol.u, None)
     cmp = Comparison(tol, _dtype(backend), _scale(want))
     worst = cmp("dhs (= W_h^(T-t) here)", got.dhs, want, ref.dhs - ref_p.dhs, time_axis=True)
     rho = float(np.abs(np.linalg.eigvals(W)).max())
@@ -446,7 +522,7 @@ def prop_growth_law(backend, p: Problem):
         lag = p.T - t
         norm = float(np.linalg.norm(got.dhs[t - 1], 2))
         floor = rho ** lag * (1 - tol.law * (lag + 1) * p.H)
-        if norm < floor:
+        if norm < floor - tol.tiny:  # below the smallest normal number the dtype cannot tell
             raise PropertyFailure(
                 f"growth law: ||(W_h^T)^k|| >= rho^k fails on the backend's dL/dh_t at time step t={t} "
                 f"(k={lag}): spectral norm {norm!r} < rho^k = {rho ** lag!r} (rho = {rho:.6g})",
@@ -526,14 +602,16 @@ def prop_clipping(backend, case):
                 or not np.array_equal(cg[np.abs(g) > v], np.sign(g[np.abs(g) > v]) * v):
             raise PropertyFailure(f"clip_by_value({v!r}) of grads.{n} is not the entrywise clamp")
     # Against clipping the reference gradient (projection on a ball: 1-Lipschitz).
-    ref, ref_p = _ref_bptt(p), _ref_bptt(perturbed(p, tol.u))
+    ref, ref_p = _ref_bptt(p), _ref_perturbed(p, tol.u)
     rc, _ = reference.clip_by_global_norm(ref.grads, max_norm)
     rcp, _ = reference.clip_by_global_norm(ref_p.grads, max_norm)
     cmp = Comparison(tol, _dtype(backend), _scale(*ref.grads.as_dict().values()))
+    floor = saturation_floor(p)
     worst = 0.0
     for n in PARAM_NAMES:
         worst = max(worst, cmp(f"clipped grads.{n}", getattr(clipped, n), getattr(rc, n),
-                               (getattr(rc, n) - getattr(rcp, n)) + (getattr(ref.grads, n) - getattr(ref_p.grads, n))))
+                               (getattr(rc, n) - getattr(rcp, n)) + (getattr(ref.grads, n) - getattr(ref_p.grads, n)),
+                               floor=floor[n]))
     return worst
 
 
