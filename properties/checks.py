@@ -655,7 +655,7 @@ def _bypass(cls, **fields):
 
 def build_bad_input(draw, caps: Caps) -> BadInput:
     kinds = ("extra_axis", "mismatch", "empty", "class_range", "class_float", "spec_name", "l2",
-             "truncation", "non_numeric", "nonfinite", "overflow_states", "overflow_loss")
+             "truncation", "wrong_type", "non_numeric", "nonfinite", "overflow_states", "overflow_loss")
     kind = draw(st.sampled_from(kinds), "bad input kind")
     outputs = ("softmax",) if kind in ("class_range", "class_float") else ("linear", "softmax")
     if kind in ("overflow_states", "overflow_loss"):
@@ -761,6 +761,16 @@ def build_bad_input(draw, caps: Caps) -> BadInput:
         tr = {"h=0": _bypass(Truncation, h=0, h_prime=None), "h<0": _bypass(Truncation, h=-3, h_prime=None),
               "h'=0": _bypass(Truncation, h=h, h_prime=0), "h'>h": _bypass(Truncation, h=h, h_prime=h + 1)}[which]
         names = ("h",) if which in ("h=0", "h<0") else ("h_prime", "h'")
+    elif kind == "wrong_type":
+        which = draw(st.sampled_from(["params", "spec", "truncation"]), "argument")
+        if which == "params":
+            P = None  # a dict instead of an RNNParams
+        elif which == "spec":
+            spec = "tanh"
+        else:
+            tr = draw(st.sampled_from(["2", 2.5]), "truncation value")
+        names = (which,)
+        method = "forward" if which != "truncation" and draw(st.booleans(), "via forward") else "bptt"
     elif kind == "non_numeric":
         target = draw(st.sampled_from(PARAM_NAMES + ("xs", "h0")), "array")
         a = {**P, "xs": xs, "h0": h0 if h0 is not None else np.zeros((p.B, p.H))}[target]
@@ -824,7 +834,7 @@ def build_bad_input(draw, caps: Caps) -> BadInput:
         except FloatingPointError as exc:
             m = _STEP.search(str(exc))
             step = int(m.group(1)) if m else None
-    params = _bypass(RNNParams, **P)
+    params = dict(p.params.as_dict()) if P is None else _bypass(RNNParams, **P)
     if method == "forward":
         args, kwargs = (spec, params, xs), {"h0": h0}
     else:
