@@ -151,7 +151,7 @@ class Comparison:
                 f"|error| = {err[idx]:.3g} > allowed {allowed[idx]:.3g} "
                 f"({self.dtype}: rtol {self.tol.rtol:g} x {scale_txt} + cond {self.tol.cond:g} x measured "
                 f"rounding response {float(np.broadcast_to(cond_scale, err.shape)[idx]):.3g} + atol "
-                f"{self.tol.atol:.3g} x result scale {self.scale:.3g} + tiny {self.tol.tiny:.3g} + saturation "
+                f"{self.tol.atol:.3g} x result scale {self.scale:.3g} + tiny {self.tol.tiny:.3g} + rounding floor "
                 f"{self.tol.slope:g} u x {float(np.broadcast_to(floor, err.shape)[idx]):.3g}); worst error in {name}: "
                 f"abs {float(err.max()):.3g}, relative to max|want| {rel:.3g}; "
                 f"{float(ratio.max()):.3g} times the tolerance",
@@ -240,11 +240,51 @@ def saturation_floor(p: Problem) -> dict:
                 b_h=A.sum(axis=(0, 1)), dh0=back[0], dhs=np.concatenate([back[1:], np.zeros((1, p.B, p.H))]))
 
 
+def softmax_floor(p: Problem, truncation="same") -> dict:
+    """The response to an absolute error of u in dl/dy (per unit u), for softmax.
+
+    dl/dy = softmax(y) - onehot(d) is computed as p_d - 1 where p_d ~ 1: it is known
+    only to an absolute ~u, and the loss term log(sum exp(y - m)) - (y_d - m) only to
+    an absolute ~u per term. The backward pass is linear in dl/dy, so the response is
+    measured exactly: the reference BPTT of the same network with a linear output and
+    targets d_t = y_t - s_t has dl/dy = s_t / B, an error of one unit; s is one class
+    at a time (random signs over steps and rows) and the absolute responses are added. Zero for linear outputs (their errors are relative, and the
+    perturbation of the inputs measures them)."""
+    if p.spec.output != "softmax":
+        return {}
+    ys = reference.forward(p.spec, p.params, p.xs, p.h0).ys
+    rng = np.random.default_rng((p.seed, 0x50F7))
+    lin = RNNSpec(activation=p.spec.activation, output="linear", targets=p.spec.targets, l2=0.0)
+    tr = p.truncation if truncation == "same" else truncation
+    out = {}
+    for o in range(p.O):  # one class at a time, and the absolute responses added: no cancellation across classes
+        s = np.zeros(ys.shape)
+        s[..., o] = rng.choice((-1.0, 1.0), size=ys.shape[:2])
+        r = reference.bptt(lin, p.params, p.xs, ys - s, h0=p.h0, truncation=tr)
+        parts = {n: np.abs(getattr(r.grads, n)) for n in PARAM_NAMES}
+        parts["dh0"] = np.abs(r.dh0)
+        if r.dhs is not None:
+            parts["dhs"] = np.abs(r.dhs)
+        for k, v in parts.items():
+            out[k] = out.get(k, 0.0) + v
+    out["loss"] = float(p.T if p.spec.targets == "every" else 1)
+    return out
+
+
+def rounding_floor(p: Problem, truncation="same") -> dict:
+    """saturation_floor + softmax_floor: what a correct backend leaves undetermined
+    beyond what the perturbation of the inputs measures, per unit u."""
+    a, b = saturation_floor(p), softmax_floor(p, truncation)
+    return {k: a.get(k, 0.0) + b.get(k, 0.0) for k in set(a) | set(b)}
+
+
 def compare_bptt(cmp: Comparison, got, want, want_p, prefix="", floor=None):
     """loss, grads, dh0 and (when both have it) dhs of ``got`` against ``want``;
     ``want_p`` is the reference on the perturbed case, ``floor`` the saturation floor."""
     floor = floor or {}
-    worst = cmp.scalar(prefix + "loss", got.loss, want.loss, want.loss - want_p.loss)
+    worst = cmp.scalar(prefix + "loss", got.loss, want.loss, want.loss - want_p.loss) if not floor.get("loss") \
+        else cmp(prefix + "loss", np.array([got.loss]), np.array([want.loss]), np.array([want.loss - want_p.loss]),
+                 floor=floor["loss"])
     for n in PARAM_NAMES:
         worst = max(worst, cmp(f"{prefix}grads.{n}", getattr(got.grads, n), getattr(want.grads, n),
                                getattr(want.grads, n) - getattr(want_p.grads, n), floor=floor.get(n, 0.0)))
@@ -263,7 +303,7 @@ def _agree_with(backend, p, want, want_p, truncation="same"):
     tol = tolerance_for(_dtype(backend))
     got = _bptt(backend, p, truncation)
     cmp = Comparison(tol, _dtype(backend), _result_scale(want))
-    return compare_bptt(cmp, got, want, want_p, floor=saturation_floor(p))
+    return compare_bptt(cmp, got, want, want_p, floor=rounding_floor(p, truncation))
 
 
 # ---------------------------------------------------------------------------
@@ -299,7 +339,7 @@ def prop_rtrl(backend, p: Problem):
     ref, ref_p = _ref_bptt(p), _ref_perturbed(p, tol.u)
     got = _bptt(backend, p)
     cmp = Comparison(tol, _dtype(backend), _result_scale(want))
-    return compare_bptt(cmp, got, want, _shifted(want, ref, ref_p), floor=saturation_floor(p))
+    return compare_bptt(cmp, got, want, _shifted(want, ref, ref_p), floor=rounding_floor(p))
 
 
 def _shifted(want, ref, ref_p):
@@ -321,7 +361,7 @@ def prop_finite_differences(backend, p: Problem):
     eps = 1e-5
     h0 = np.zeros((p.B, p.H)) if p.h0 is None else p.h0
     loss_mag = _loss_magnitude(p)
-    floor = saturation_floor(p)
+    floor = rounding_floor(p, None)
     ref, ref_p = _ref_bptt(p, None), _ref_perturbed(p, tol.u, None)  # the case's conditioning
     worst = 0.0
     for name in PARAM_NAMES + ("h0",):
@@ -338,8 +378,8 @@ def prop_finite_differences(backend, p: Problem):
         fd1 = reference.directional_derivative(p.spec, p.params, p.xs, p.targets, direction, h0, dh0_dir, eps)
         fd2 = reference.directional_derivative(p.spec, p.params, p.xs, p.targets, direction, h0, dh0_dir, 2 * eps)
         # truncation error ~ |fd2 - fd1| / 3 (Richardson), doubled; roundoff ~ 16 u (magnitude of L) / eps.
-        sat = tol.slope * tol.u * float(np.vdot(np.broadcast_to(floor["dh0" if name == "h0" else name], v.shape),
-                                                np.abs(v)))
+        sat = tol.slope * tol.u * float(np.vdot(np.broadcast_to(floor.get("dh0" if name == "h0" else name, 0.0),
+                                                                 v.shape), np.abs(v)))
         spread = (ref.dh0 - ref_p.dh0) if name == "h0" else (getattr(ref.grads, name) - getattr(ref_p.grads, name))
         cond = tol.cond * float(np.vdot(np.abs(spread), np.abs(v)))
         allowed = tol.fd * mag + 2 * abs(fd2 - fd1) + 16 * 2.0 ** -53 * loss_mag / eps + sat + cond
@@ -606,12 +646,12 @@ def prop_clipping(backend, case):
     rc, _ = reference.clip_by_global_norm(ref.grads, max_norm)
     rcp, _ = reference.clip_by_global_norm(ref_p.grads, max_norm)
     cmp = Comparison(tol, _dtype(backend), _scale(*ref.grads.as_dict().values()))
-    floor = saturation_floor(p)
+    floor = rounding_floor(p)
     worst = 0.0
     for n in PARAM_NAMES:
         worst = max(worst, cmp(f"clipped grads.{n}", getattr(clipped, n), getattr(rc, n),
                                (getattr(rc, n) - getattr(rcp, n)) + (getattr(ref.grads, n) - getattr(ref_p.grads, n)),
-                               floor=floor[n]))
+                               floor=floor.get(n, 0.0)))
     return worst
 
 

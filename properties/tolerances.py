@@ -7,8 +7,8 @@ A backend's result is compared with the float64 reference array by array:
                                                    by a relative u, the dtype's unit roundoff)
                   + atol * scale                  (scale: the largest entry of the whole result)
                   + tiny                          (the dtype's smallest normal number)
-                  + slope * u * floor             (saturated tanh/sigmoid: f' known only to ~u
-                                                   absolutely; checks.saturation_floor)
+                  + slope * u * floor             (saturated tanh/sigmoid: f' known only to ~u absolutely;
+                                                   softmax: p - onehot likewise; checks.rounding_floor)
 
 The error reported is relative: max|got - want| / max(max|want|, (atol/rtol) * scale),
 i.e. relative to the array, or to the part of the scale below which the absolute
@@ -36,7 +36,8 @@ class Tolerance:
     fd: float     # central finite differences vs the backend's directional derivative, relative to sum|g||v|
     law: float    # slack of the exact decay/growth laws, relative, per step of lag
     tiny: float   # absolute floor: the smallest normal number of the dtype (below it nothing is exact)
-    slope: float  # multiple of u |dL/dh| ... that saturated tanh/sigmoid leave undetermined (checks.saturation_floor)
+    slope: float  # multiple of u x checks.rounding_floor: what saturated tanh/sigmoid (f' near 0) and
+                  # softmax (p - onehot near 0) leave undetermined, absolute errors no input perturbation shows
 
 
 TOLERANCES = {
@@ -56,7 +57,8 @@ TOLERANCES = {
         # each of the T - t backward steps rounds once per entry (~H u), doubled for the norm.
         law=64 * 2.0 ** -53,
         tiny=float(np.finfo(np.float64).tiny),  # values below 2.2e-308 are subnormal or 0
-        # f' = 1 - h^2 or h (1 - h) from a rounded h: absolute error <= ~2 u; x4 for the roundings of the products.
+        # f' = 1 - h^2 or h (1 - h) from a rounded h, and p_d - 1 of softmax: absolute error <= ~2 u;
+        # x4 for the roundings of the products that carry it.
         slope=8.0,
     ),
     "float32": Tolerance(
