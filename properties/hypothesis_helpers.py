@@ -19,7 +19,7 @@ budget: bugs that appear only there are found.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
@@ -341,5 +341,5 @@ def caps_for(backend) -> Caps:
 __all__ = [
     "Caps", "FULL_CAPS", "SMALL_CAPS", "PROFILES", "profile_settings", "Problem", "labelled",
     "draw_sizes", "draw_spec", "draw_truncation", "draw_problem", "problems", "REGIMES",
-    "orthogonal", "with_spectral_radius", "with_sigma_max", "spectral_radius", "caps_for", "replace",
+    "orthogonal", "with_spectral_radius", "with_sigma_max", "spectral_radius", "caps_for",
 ]
