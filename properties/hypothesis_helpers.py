@@ -3,7 +3,7 @@
 Everything random about a case is drawn here, once, and shared: the coupled sizes
 (T, B, D, H, O) are drawn together and every array is built from them, so that no
 property can draw an inconsistent case. The size caps live in ONE place
-(``FULL_CAPS``; ``SMALL_CAPS`` for backends whose cost grows fast, such as RTRL).
+(``FULL_CAPS``; ``MEDIUM_CAPS`` and ``SMALL_CAPS`` for backends whose cost grows fast).
 
 Draws are labelled (``draw(strategy, label=...)``): a shrunk counterexample then
 reads "size class = 'long'", "regime = 'exploding'", ... The array entries come
@@ -46,10 +46,13 @@ class Caps:
 #: The caps for every backend: long enough (T up to 60) and wide enough (H up to 32)
 #: for bugs in chunked or blocked code paths, small enough for ~10 ms per case.
 FULL_CAPS = Caps(T=60, B=6, D=5, H=32, O=5)
+#: For backends that pay per step in Python and per truncation block (PyTorch autograd
+#: step by step: BPTT(h; 1) costs T h cell calls): still long (T > 10) and wide (H > 12).
+MEDIUM_CAPS = Caps(T=30, B=6, D=5, H=24, O=5)
 #: For backends whose cost grows as T^2 H^3 (RTRL): no long or wide class.
 SMALL_CAPS = Caps(T=8, B=3, D=3, H=5, O=3, short_T=8, narrow_H=5)
-#: Backend names that get ``SMALL_CAPS`` by default.
-EXPENSIVE_BACKENDS = ("rtrl",)
+#: Backend names that get smaller caps by default.
+EXPENSIVE_BACKENDS = {"rtrl": SMALL_CAPS, "torch-autograd": MEDIUM_CAPS}
 
 SIZE_CLASSES = ("short", "long", "wide", "long+wide")
 
@@ -333,13 +336,16 @@ def problems(draw, caps: Caps = FULL_CAPS, **kwargs) -> Problem:
 
 
 def caps_for(backend) -> Caps:
-    """SMALL_CAPS for the backends whose cost grows fast, FULL_CAPS for the rest."""
+    """The caps of EXPENSIVE_BACKENDS, SMALL_CAPS for a backend with ``expensive = True``,
+    FULL_CAPS for the rest."""
     name = getattr(backend, "name", "")
-    return SMALL_CAPS if name in EXPENSIVE_BACKENDS or getattr(backend, "expensive", False) else FULL_CAPS
+    if name in EXPENSIVE_BACKENDS:
+        return EXPENSIVE_BACKENDS[name]
+    return SMALL_CAPS if getattr(backend, "expensive", False) else FULL_CAPS
 
 
 __all__ = [
-    "Caps", "FULL_CAPS", "SMALL_CAPS", "PROFILES", "profile_settings", "Problem", "labelled",
+    "Caps", "FULL_CAPS", "MEDIUM_CAPS", "SMALL_CAPS", "PROFILES", "profile_settings", "Problem", "labelled",
     "draw_sizes", "draw_spec", "draw_truncation", "draw_problem", "problems", "REGIMES",
     "orthogonal", "with_spectral_radius", "with_sigma_max", "spectral_radius", "caps_for",
 ]
