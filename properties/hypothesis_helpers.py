@@ -41,11 +41,14 @@ class Caps:
     O: int  # noqa: E741 - output size (classes for softmax)
     short_T: int = 10  # T <= short_T is "short"; the long class draws short_T < T <= T
     narrow_H: int = 12  # H <= narrow_H is "narrow"; the wide class draws narrow_H < H <= H
+    big_B: int = 0  # > B: the "long+big batch" class draws B < batch <= big_B (0: no such class)
 
 
 #: The caps for every backend: long enough (T up to 60) and wide enough (H up to 32)
 #: for bugs in chunked or blocked code paths, small enough for ~10 ms per case.
-FULL_CAPS = Caps(T=60, B=6, D=5, H=32, O=5)
+#: A long sequence with a big batch (up to 60 x 64 = 3840 rows) reaches code that works
+#: in panels of steps x batch rows.
+FULL_CAPS = Caps(T=60, B=6, D=5, H=32, O=5, big_B=64)
 #: For backends that pay per step in Python and per truncation block (PyTorch autograd
 #: step by step: BPTT(h; 1) costs T h cell calls): still long (T > 10) and wide (H > 12).
 MEDIUM_CAPS = Caps(T=30, B=6, D=5, H=24, O=5)
@@ -54,7 +57,7 @@ SMALL_CAPS = Caps(T=8, B=3, D=3, H=5, O=3, short_T=8, narrow_H=5)
 #: Backend names that get smaller caps by default.
 EXPENSIVE_BACKENDS = {"rtrl": SMALL_CAPS, "torch-autograd": MEDIUM_CAPS}
 
-SIZE_CLASSES = ("short", "long", "wide", "long+wide")
+SIZE_CLASSES = ("short", "long", "wide", "long+wide", "long+big batch")
 
 # ---------------------------------------------------------------------------
 # Profiles, registered in one place.
@@ -195,23 +198,24 @@ def _composite_draw(draw) -> Draw:
 
 
 def draw_sizes(draw: Draw, caps: Caps = FULL_CAPS, min_T: int = 1, fixed: Optional[dict] = None) -> dict:
-    """(T, B, D, H, O), drawn together: a size class first (short, long, wide, both),
+    """(T, B, D, H, O), drawn together: a size class first (short, long, wide, long+wide, long+big batch),
     then each size in its range, then which axes are forced to size 1."""
     fixed = dict(fixed or {})
     classes = [c for c in SIZE_CLASSES
-               if ("long" not in c or caps.T > caps.short_T) and ("wide" not in c or caps.H > caps.narrow_H)]
+               if ("long" not in c or caps.T > caps.short_T) and ("wide" not in c or caps.H > caps.narrow_H)
+               and ("big" not in c or caps.big_B > caps.B)]
     size_class = draw(st.sampled_from(classes), "size class")
-    long_, wide = "long" in size_class, "wide" in size_class
+    long_, wide, big = "long" in size_class, "wide" in size_class, "big" in size_class
     T_lo, T_hi = (max(caps.short_T + 1, min_T), caps.T) if long_ else (min_T, max(min_T, min(caps.short_T, caps.T)))
     H_lo, H_hi = (caps.narrow_H + 1, caps.H) if wide else (1, min(caps.narrow_H, caps.H))
     sizes = {
         "T": fixed.get("T") or draw(st.integers(T_lo, T_hi), "T"),
-        "B": fixed.get("B") or draw(st.integers(1, caps.B), "B"),
+        "B": fixed.get("B") or draw(st.integers(caps.B + 1, caps.big_B) if big else st.integers(1, caps.B), "B"),
         "D": fixed.get("D") or draw(st.integers(1, caps.D), "D"),
         "H": fixed.get("H") or draw(st.integers(H_lo, H_hi), "H"),
         "O": fixed.get("O") or draw(st.integers(1, caps.O), "O"),
     }
-    free = [a for a in "BDO" if a not in fixed] + ([] if long_ or min_T > 1 or "T" in fixed else ["T"]) \
+    free = [a for a in "BDO" if a not in fixed and not (a == "B" and big)] + ([] if long_ or min_T > 1 or "T" in fixed else ["T"]) \
         + ([] if wide or "H" in fixed else ["H"])
     if free:
         for axis in draw(st.sets(st.sampled_from(sorted(free)), max_size=len(free)), "size-1 axes"):
