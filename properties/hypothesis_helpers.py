@@ -72,7 +72,7 @@ _COMMON = dict(
 
 PROFILES = {
     # Reproducible and quick: the same examples on every run and machine.
-    "ci": dict(_COMMON, derandomize=True, max_examples=25),
+    "ci": dict(_COMMON, derandomize=True, max_examples=50),
     # Random each run (a seed is drawn and reported so a failure can be replayed).
     "dev": dict(_COMMON, max_examples=100),
     # Many examples, for a release or a new backend.
