@@ -1,1 +1,3 @@
-"""Properties of BPTT: the conformance checks and the vanishing/exploding gradient laws."""
+"""The property suite: Hypothesis strategies, the conformance properties of the
+backend contract, the checker that runs them against a backend, and the command
+line ``bptt-suite``."""

@@ -1,0 +1,156 @@
+"""The checker itself: its oracles, its failure reports, time limits, replay,
+counting and the command line."""
+import json
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import reference
+from broken_backends import DroppedDh0, _Wrapped
+from implementations import get_backend
+from properties.checks import PROPERTIES, PropertyFailure, direct_truncated, prop_bptt
+from properties.cli import main
+from properties.conformance import check_backend, run_property
+from properties.hypothesis_helpers import FULL_CAPS, labelled, problems
+
+
+@settings(max_examples=40, derandomize=True, deadline=None, database=None)
+@given(problems(FULL_CAPS, truncation="cut", min_T=2))
+def test_direct_truncation_agrees_with_the_reference_blocks(p):
+    """Two independent readings of section 2: per loss term from the reference's full
+    BPTT, and the reference's own block loop."""
+    want = reference.bptt(p.spec, p.params, p.xs, p.targets, h0=p.h0, truncation=p.truncation)
+    got = direct_truncated(p)
+    assert want.dhs is None
+    scale = max(abs(want.loss), max(np.abs(g).max() for g in want.grads.as_dict().values()), np.abs(want.dh0).max())
+    assert abs(got.loss - want.loss) <= 1e-10 * scale
+    for n in want.grads.names():
+        np.testing.assert_allclose(getattr(got.grads, n), getattr(want.grads, n), rtol=1e-9, atol=1e-10 * scale)
+    np.testing.assert_allclose(got.dh0, want.dh0, rtol=1e-9, atol=1e-10 * scale)
+
+
+class _NaNGrads(_Wrapped):
+    def fix(self, res, spec, params, xs, truncation):
+        return replace(res, grads=replace(res.grads, W_h=res.grads.W_h * np.nan))
+
+
+class _WrongShape(_Wrapped):
+    def fix(self, res, spec, params, xs, truncation):
+        return replace(res, dh0=res.dh0[:, :1] if res.dh0.shape[1] > 1 else np.zeros((res.dh0.shape[0], 2)))
+
+
+class _Hangs(_Wrapped):
+    def bptt(self, *args, **kw):
+        time.sleep(600)
+
+
+class _Counting(_Wrapped):
+    calls = 0
+
+    def bptt(self, *args, **kw):
+        type(self).calls += 1
+        return super().bptt(*args, **kw)
+
+
+def test_nan_result_is_a_failure_naming_the_array():
+    res = run_property(_NaNGrads(), "bptt", max_examples=5)
+    assert res.status == "fail" and "grads.W_h" in res.message and "nan" in res.message.lower()
+
+
+def test_wrong_shape_is_a_failure():
+    res = run_property(_WrongShape(), "bptt", max_examples=5)
+    assert res.status == "fail" and "dh0 has shape" in res.message
+
+
+def test_a_hang_fails_that_property_and_the_rest_still_runs():
+    t0 = time.perf_counter()
+    report = check_backend(_Hangs(), properties=["bptt", "forward"], max_examples=3, timeout_s=1.0)
+    assert time.perf_counter() - t0 < 30
+    assert report.results["bptt"].status == "fail" and "timed out" in report.results["bptt"].message
+    assert report.results["forward"].status == "pass"
+
+
+def test_expected_failures_are_xfail():
+    report = check_backend(DroppedDh0(), {"bptt": "dh0 not implemented yet"}, properties=["bptt", "forward"],
+                           max_examples=5)
+    assert report.results["bptt"].status == "xfail" and report.results["forward"].status == "pass"
+    assert report.passed
+    assert report.to_dict()["backends"]["broken:DroppedDh0"]["properties"]["bptt"]["status"] == "xfail"
+
+
+def test_examples_are_counted_as_actual_calls():
+    _Counting.calls = 0
+    res = run_property(_Counting(), "determinism", max_examples=7)
+    assert res.status == "pass" and res.examples == 7 and _Counting.calls == 2 * 7
+
+
+def test_ci_is_reproducible_and_the_failure_replays():
+    a = run_property(DroppedDh0(), "bptt", profile="ci")
+    b = run_property(DroppedDh0(), "bptt", profile="ci")
+    assert a.status == b.status == "fail"
+    assert a.counterexample == b.counterexample
+    assert "--property bptt --profile ci" in a.replay
+    c = run_property(DroppedDh0(), "bptt", profile="dev", seed=1234)
+    d = run_property(DroppedDh0(), "bptt", profile="dev", seed=1234)
+    assert c.counterexample == d.counterexample and "--seed 1234" in c.replay
+
+
+def test_float64_tolerance_rejects_float32_arithmetic():
+    """A float32 computation of a well-conditioned case fails the float64 comparison."""
+    rng = np.random.default_rng(0)
+    H, D, O, T, B = 6, 3, 2, 8, 3
+    params = reference.RNNParams(W_x=rng.normal(size=(H, D)), W_h=0.3 * rng.normal(size=(H, H)),
+                                 b_h=rng.normal(size=H), W_y=rng.normal(size=(O, H)), b_y=rng.normal(size=O))
+    from properties.hypothesis_helpers import Problem
+
+    p = Problem(reference.RNNSpec(), params, rng.normal(size=(T, B, D)), rng.normal(size=(T, B, O)), None, None)
+    assert prop_bptt(get_backend("numpy", "float32"), p) < 1e-4        # fine as float32 ...
+    f32 = get_backend("numpy", "float32")
+    f32.dtype = "float64"                                               # ... but not as float64
+    with pytest.raises(PropertyFailure, match="differs from the reference"):
+        prop_bptt(f32, p)
+
+
+def test_cli_exit_status_and_json(tmp_path, capsys):
+    path = tmp_path / "out.json"
+    assert main(["check", "--backend", "reference", "--property", "forward", "--property", "errors",
+                 "--max-examples", "3", "--json", str(path)]) == 0
+    doc = json.loads(path.read_text())
+    props = doc["backends"]["reference"]["properties"]
+    assert set(props) == {"forward", "errors"}
+    for name, r in props.items():
+        assert set(r) == {"status", "examples", "max_error", "counterexample"}
+        assert r["status"] == "pass" and r["counterexample"] is None
+        assert r["examples"] == 3 * PROPERTIES[name].examples_factor
+    assert main(["check", "--backend", "tests.broken_backends:DroppedDh0", "--property", "bptt"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "bptt-suite check --backend" in out and "dh0" in out
+    assert main(["check", "--backend", "no-such-backend"]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["check", "--no-such-flag"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["check", "--property", "no-such-property"])
+    assert exc.value.code == 2
+
+
+def test_every_property_has_a_case_builder_and_a_doc():
+    for name, prop in PROPERTIES.items():
+        assert prop.doc and callable(prop.check) and callable(prop.build), name
+
+
+@settings(max_examples=10, derandomize=True, deadline=None, database=None)
+@given(st.data())
+def test_labelled_draws_are_coupled(data):
+    p = labelled(data)
+    from properties.hypothesis_helpers import draw_problem
+
+    case = draw_problem(p, FULL_CAPS)
+    assert case.params.W_x.shape == (case.H, case.D) and case.xs.shape == (case.T, case.B, case.D)
+    assert case.targets.shape[:2] == (case.T, case.B)
+    if case.spec.output == "softmax":
+        assert case.targets.dtype.kind == "i" and case.targets.min() >= 0 and case.targets.max() < case.O
