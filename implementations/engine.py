@@ -28,12 +28,17 @@ from reference.validation import overflow_error
 
 #: Rows (steps x batch) of one time chunk: the weight-gradient and output-layer
 #: GEMMs have this many rows. Large enough for an efficient GEMM, small enough
-#: that the chunk buffers stay a small fraction of the states.
+#: that the chunk buffers stay a small fraction of the states: at most
+#: PANEL_ROWS, and at most 1/CHUNKS_MIN of the steps unless that leaves fewer than
+#: MIN_PANEL_ROWS rows.
 PANEL_ROWS = 2048
+MIN_PANEL_ROWS = 256
+CHUNKS_MIN = 8
 
 
 def chunk_steps(T, B):
-    return max(1, min(T, -(-PANEL_ROWS // B)))
+    K = min(-(-PANEL_ROWS // B), max(-(-T // CHUNKS_MIN), -(-MIN_PANEL_ROWS // B)))
+    return max(1, min(T, K))
 
 
 def forward_states(ops, case, checked=False):
