@@ -180,10 +180,10 @@ class _Segment:
         self.acc, self.K, self.checked = acc, K, checked
         B, H = case.B, case.H
         self.fprime_mul = ops.activation_grad(case.spec.activation)
-        K = min(K, case.T)
-        self.g = ops.empty((K, B, H))         # dL/dh_t of the chunk
-        self.da = ops.empty((K, B, H))        # dL/da_t of the chunk
-        self.g_rows, self.da_rows = ops.unbind(self.g), ops.unbind(self.da)
+        self.shape = (min(K, case.T), B, H)
+        self.g = self.g_rows = None           # dL/dh_t of the chunk (when not computed in place)
+        self.da = ops.empty(self.shape)       # dL/da_t of the chunk
+        self.da_rows = ops.unbind(self.da)
         self.tmp = ops.empty((B, H))
         self.carry = ops.empty((B, H))
 
@@ -203,6 +203,9 @@ class _Segment:
             m = hi - lo
             i0 = s - 1 + lo                      # 0-based index of the chunk's first step
             if work is None:
+                if self.g is None:
+                    self.g = ops.empty(self.shape)
+                    self.g_rows = ops.unbind(self.g)
                 g, g_rows = self.g[:m], self.g_rows
             else:
                 g = work[i0:i0 + m]
