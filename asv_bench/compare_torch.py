@@ -76,9 +76,10 @@ def median_time(fn, repeats, warmup=2):
     return median_times({"f": fn}, repeats, warmup)["f"]
 
 
-def median_times(fns, repeats, warmup=2):
+def median_times(fns, repeats, warmup=2, fastest=None):
     """Median time of each callable; the callables take turns in every round, so a
-    change in machine load during the run shifts them alike (the ratios hold up)."""
+    change in machine load during the run shifts them alike (the ratios hold up).
+    ``fastest``, a dict, receives the minimum of each."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -88,6 +89,8 @@ def median_times(fns, repeats, warmup=2):
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
+    if fastest is not None:
+        fastest.update({name: min(ts) for name, ts in times.items()})
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
@@ -195,7 +198,7 @@ def main(argv=None):
     header = f"{'T, B, D, H':>20} | {'torch.nn.RNN':>12} | {'numpy':>10} {'ratio':>6} | {'torch':>10} {'ratio':>6}"
     print(header)
     print("-" * len(header))
-    rows = []
+    rows, mins = [], []
     for T, B, D, H in sizes:
         O = D
         params, xs, targets = make_case(T, B, D, H, O)
@@ -203,13 +206,18 @@ def main(argv=None):
             check_agreement(torch, be.bptt(spec, params, xs, targets), params, xs, targets)
         fns = {"base": torch_rnn_call(torch, params, xs, targets)}
         fns.update({name: (lambda be=be: be.bptt(spec, params, xs, targets)) for name, be in backends.items()})
-        times = median_times(fns, args.repeats)
+        fastest = {}
+        times = median_times(fns, args.repeats, fastest=fastest)
         base = times.pop("base")
+        mins.append((T, B, D, H, {name: t / fastest["base"] for name, t in fastest.items() if name != "base"}))
         rows.append(((T, B, D, H), base, times))
         print(f"{str((T, B, D, H)):>20} | {base * 1e3:9.2f} ms | {times['numpy'] * 1e3:7.2f} ms "
               f"{times['numpy'] / base:5.2f}x | {times['torch'] * 1e3:7.2f} ms {times['torch'] / base:5.2f}x",
               flush=True)
 
+    print("ratios of the fastest calls (min / min), less sensitive to other load: "
+          + "; ".join(f"{size[:4]}: " + ", ".join(f"{n} {r:.2f}x" for n, r in rs.items())
+                      for size, rs in ((m[:4], m[4]) for m in mins)))
     for size, base, times in rows:
         if size == GFLOP_SIZE:
             T, B, D, H = size
