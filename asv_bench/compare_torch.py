@@ -27,7 +27,9 @@ load.
 Also printed, in the same run:
 
 - the float32 GEMM throughput of this machine: the median time of a numpy
-  (4096 x 4096) @ (4096 x 4096) float32 product, 2 n^3 flops;
+  (4096 x 4096) @ (4096 x 4096) float32 product, 2 n^3 flops, at the start, and of
+  a 2048^3 one timed in the same rounds as the largest size (the reference for the
+  percentage, as it sees the same machine load);
 - the achieved GFLOP/s of the numpy backend at the largest size, counting
   6 T B H (D + H + O) flops for forward + backward (the usual 2 for forward,
   4 for backward per multiply-add of the three weight matrices), and its share of
@@ -137,6 +139,18 @@ def check_agreement(torch, res, params, xs, targets):
         assert err < 1e-3, (name, err)
 
 
+GEMM_N = 2048
+GEMM_FLOPS = 2 * GEMM_N ** 3
+
+
+def gemm_call(n=GEMM_N):
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    c = np.empty((n, n), dtype=np.float32)
+    return lambda: np.matmul(a, b, out=c)
+
+
 def gemm_gflops(n=4096, repeats=5):
     rng = np.random.default_rng(1)
     a = rng.standard_normal((n, n), dtype=np.float32)
@@ -206,8 +220,13 @@ def main(argv=None):
             check_agreement(torch, be.bptt(spec, params, xs, targets), params, xs, targets)
         fns = {"base": torch_rnn_call(torch, params, xs, targets)}
         fns.update({name: (lambda be=be: be.bptt(spec, params, xs, targets)) for name, be in backends.items()})
+        if (T, B, D, H) == GFLOP_SIZE:   # the GEMM throughput under the same load, in the same rounds
+            fns["gemm"] = gemm_call()
         fastest = {}
         times = median_times(fns, args.repeats, fastest=fastest)
+        fastest.pop("gemm", None)
+        if "gemm" in times:
+            gemm_rounds = GEMM_FLOPS / times.pop("gemm") / 1e9
         base = times.pop("base")
         mins.append((T, B, D, H, {name: t / fastest["base"] for name, t in fastest.items() if name != "base"}))
         rows.append(((T, B, D, H), base, times))
@@ -223,8 +242,10 @@ def main(argv=None):
             T, B, D, H = size
             flops = 6 * T * B * H * (D + H + D)
             g = flops / times["numpy"] / 1e9
-            print(f"\nnumpy at {size}: {flops / 1e9:.2f} GFLOP in {times['numpy'] * 1e3:.1f} ms = {g:.1f} GFLOP/s "
-                  f"= {100 * g / gflops:.0f}% of the float32 GEMM throughput "
+            print(f"\nnumpy float32 GEMM {GEMM_N}^3 measured in the same rounds: {gemm_rounds:.1f} GFLOP/s")
+            print(f"numpy at {size}: {flops / 1e9:.2f} GFLOP in {times['numpy'] * 1e3:.1f} ms = {g:.1f} GFLOP/s "
+                  f"= {100 * g / gemm_rounds:.0f}% of the float32 GEMM throughput of the same rounds "
+                  f"({100 * g / gflops:.0f}% of the 4096^3 one at the start) "
                   f"(torch.nn.RNN: {flops / base / 1e9:.1f} GFLOP/s, torch backend: "
                   f"{flops / times['torch'] / 1e9:.1f} GFLOP/s)")
 
