@@ -21,5 +21,17 @@ check: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
+# Benchmarks (airspeed velocity, see docs/benchmarks.md): a quick run of the whole
+# suite in .venv at the working tree; BENCH=regex selects benchmarks.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt
+	$(PY) -m pip install -q -r requirements-bench.txt
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(VENV)/bin/asv machine --yes > /dev/null
+	$(VENV)/bin/asv run --python=same --quick --show-stderr $(if $(BENCH),--bench '$(BENCH)')
+
 clean:
 	rm -rf $(VENV) build *.egg-info .hypothesis

@@ -1,0 +1,280 @@
+"""One-run speed comparison of the shared engine against torch.nn.RNN + autograd.
+
+    python -m asv_bench.compare_torch [--repeats N] [--sizes T,B,D,H ...] [--threads N]
+
+The model and loss are the same everywhere: a tanh Elman RNN, a linear output layer
+with O = D, squared error at every step averaged over the batch,
+
+    L = (1/B) sum_t sum_b 1/2 |W_y h_t + b_y - d_t|^2 ,
+
+computed in float32, forward + backward (all parameter gradients).
+
+- ``torch.nn.RNN``: ``nn.RNN(D, H)`` + ``nn.Linear(H, O)``, inputs already float32
+  tensors, gradients by autograd (``loss.backward()``); the parameter grads are
+  set to None before each call. This is the baseline (ratio 1.00).
+- ``numpy`` / ``torch``: the full public call that users get,
+  ``get_backend(name, "float32").bptt(spec, params, xs, targets)`` on float64 numpy
+  input, so validation (a float64 copy of every input), the float32 computation,
+  the float64 results (loss, all grads, dh0 and dhs) and the overflow check are all
+  inside the timed call.
+
+Every time is the median of ``--repeats`` calls after two warm-up calls; the three
+contenders take turns in every round, with a pause of GAP seconds before each
+call so that the previous library's spinning worker threads are idle. The load average is printed at the
+start and the end: on a shared machine, other processes' load inflates and scatters the
+times (OpenBLAS and OpenMP threads wait on busy cores), so compare runs with a low
+load.
+
+Also printed, in the same run:
+
+- the float32 GEMM throughput of this machine: the median time of a numpy
+  (4096 x 4096) @ (4096 x 4096) float32 product, 2 n^3 flops, at the start, and of
+  a 2048^3 one timed in the same rounds as the largest size (the reference for the
+  percentage, as it sees the same machine load);
+- the achieved GFLOP/s of the numpy backend at the largest size, counting
+  6 T B H (D + H + O) flops for forward + backward (the usual 2 for forward,
+  4 for backward per multiply-add of the three weight matrices), and its share of
+  the GEMM throughput;
+- the peak memory of the numpy backend's full BPTT, measured with tracemalloc
+  (numpy reports its array buffers to it) as the peak traced during one call
+  minus the memory traced before it, against what the call must hold at once:
+  the states hs (T+1, B, H) in the compute dtype, and the float64 results it
+  returns, dhs (T, B, H), dh0 (B, H) and the parameter gradients. The float64
+  copies of the inputs that validation makes (xs, targets, params, h0) are shown
+  separately; they are part of the measured peak.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+
+SIZES = [(50, 8, 16, 32), (100, 32, 64, 256), (200, 64, 128, 512), (1000, 16, 32, 128)]
+GFLOP_SIZE = (200, 64, 128, 512)
+
+
+def make_case(T, B, D, H, O, seed=0):
+    from reference import RNNParams
+
+    rng = np.random.default_rng(seed)
+    params = RNNParams(
+        W_x=rng.standard_normal((H, D)) / np.sqrt(D),
+        W_h=rng.standard_normal((H, H)) * (0.9 / np.sqrt(H)),
+        b_h=0.1 * rng.standard_normal(H),
+        W_y=rng.standard_normal((O, H)) / np.sqrt(H),
+        b_y=0.1 * rng.standard_normal(O),
+    )
+    xs = rng.standard_normal((T, B, D))
+    targets = rng.standard_normal((T, B, O))
+    return params, xs, targets
+
+
+def median_time(fn, repeats, warmup=2):
+    return median_times({"f": fn}, repeats, warmup)["f"]
+
+
+#: Seconds of pause before each timed call (not timed): the worker threads of the
+#: previous call's library (OpenBLAS for numpy, OpenMP for torch) keep spinning
+#: for a while after their last task and would otherwise take a core from the next
+#: contender on this 2-core machine.
+GAP = 0.3
+
+
+def median_times(fns, repeats, warmup=2, fastest=None):
+    """Median time of each callable; the callables take turns in every round, so a
+    change in machine load during the run shifts them alike (the ratios hold up).
+    ``fastest``, a dict, receives the minimum of each."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            if len(fns) > 1:
+                time.sleep(GAP)
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    if fastest is not None:
+        fastest.update({name: min(ts) for name, ts in times.items()})
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def torch_rnn_call(torch, params, xs, targets):
+    """torch.nn.RNN + nn.Linear + squared error, float32, autograd: returns the timed callable."""
+    H, D = params.W_x.shape
+    O = params.W_y.shape[0]
+    B = xs.shape[1]
+    rnn = torch.nn.RNN(D, H, nonlinearity="tanh")
+    lin = torch.nn.Linear(H, O)
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(torch.as_tensor(params.W_x))
+        rnn.weight_hh_l0.copy_(torch.as_tensor(params.W_h))
+        rnn.bias_ih_l0.copy_(torch.as_tensor(params.b_h))
+        rnn.bias_hh_l0.zero_()
+        lin.weight.copy_(torch.as_tensor(params.W_y))
+        lin.bias.copy_(torch.as_tensor(params.b_y))
+    x = torch.as_tensor(xs, dtype=torch.float32)
+    d = torch.as_tensor(targets, dtype=torch.float32)
+    weights = list(rnn.parameters()) + list(lin.parameters())
+
+    def call():
+        for w in weights:
+            w.grad = None
+        hs, _ = rnn(x)
+        y = lin(hs)
+        loss = 0.5 * ((y - d) ** 2).sum() / B
+        loss.backward()
+        return loss
+
+    call.grads = lambda: {"W_x": rnn.weight_ih_l0.grad, "W_h": rnn.weight_hh_l0.grad,
+                          "W_y": lin.weight.grad, "b_y": lin.bias.grad}
+    return call
+
+
+def check_agreement(torch, res, params, xs, targets):
+    """The backends and torch compute the same loss and gradients (float32 tolerance)."""
+    call = torch_rnn_call(torch, params, xs, targets)
+    loss = float(call().detach())
+    assert abs(res.loss - loss) <= 1e-4 * abs(loss), (res.loss, loss)
+    for name, g in call.grads().items():
+        ours = getattr(res.grads, name)
+        err = np.abs(ours - g.double().numpy()).max() / np.abs(ours).max()
+        assert err < 1e-3, (name, err)
+
+
+GEMM_N = 2048
+GEMM_FLOPS = 2 * GEMM_N ** 3
+
+
+def gemm_call(n=GEMM_N):
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    c = np.empty((n, n), dtype=np.float32)
+    return lambda: np.matmul(a, b, out=c)
+
+
+def gemm_gflops(n=4096, repeats=5):
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    c = np.empty((n, n), dtype=np.float32)
+    t = median_time(lambda: np.matmul(a, b, out=c), repeats, warmup=1)
+    return 2 * n ** 3 / t / 1e9, t
+
+
+def peak_memory(backend, spec, params, xs, targets):
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
+    res = backend.bptt(spec, params, xs, targets)
+    peak = tracemalloc.get_traced_memory()[1] - before
+    tracemalloc.stop()
+    return peak, res
+
+
+def must_hold(T, B, D, H, O, itemsize):
+    states = (T + 1) * B * H * itemsize                       # hs_full in the compute dtype
+    results = 8 * (T * B * H + B * H + H * D + H * H + H + O * H + O)  # dhs, dh0, grads in float64
+    inputs64 = 8 * (T * B * D + T * B * O + H * D + H * H + H + O * H + O + B * H)  # validation copies
+    return states + results, inputs64
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch.set_num_threads(N) (default: leave torch's default)")
+    ap.add_argument("--sizes", nargs="*", default=None, help="T,B,D,H ... (O = D)")
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--gap", type=float, default=0.3, help="seconds of pause before each timed call")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from implementations import get_backend
+
+    globals()["GAP"] = args.gap
+    from reference import RNNSpec
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sizes = [tuple(int(v) for v in s.split(",")) for s in args.sizes] if args.sizes else SIZES
+    spec = RNNSpec(activation="tanh", output="linear", targets="every")
+    backends = {name: get_backend(name, "float32") for name in ("numpy", "torch")}
+
+    env = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                          "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if os.environ.get(k)}
+    print(f"python {sys.version.split()[0]}, numpy {np.__version__}, torch {torch.__version__}, "
+          f"cpus {os.cpu_count()}, torch threads {torch.get_num_threads()}, env {env}")
+    print(f"float32, tanh, linear output with O = D, every step scored; median of {args.repeats} "
+          f"after 2 warm-up calls\n")
+
+    print("load average at start (1, 5, 15 min): %.2f %.2f %.2f" % os.getloadavg())
+    gflops, t_gemm = gemm_gflops()
+    print(f"numpy float32 GEMM 4096^3: {t_gemm * 1e3:.1f} ms = {gflops:.1f} GFLOP/s\n")
+
+    header = f"{'T, B, D, H':>20} | {'torch.nn.RNN':>12} | {'numpy':>10} {'ratio':>6} | {'torch':>10} {'ratio':>6}"
+    print(header)
+    print("-" * len(header))
+    rows, mins = [], []
+    for T, B, D, H in sizes:
+        O = D
+        params, xs, targets = make_case(T, B, D, H, O)
+        for be in backends.values():
+            check_agreement(torch, be.bptt(spec, params, xs, targets), params, xs, targets)
+        fns = {"base": torch_rnn_call(torch, params, xs, targets)}
+        fns.update({name: (lambda be=be: be.bptt(spec, params, xs, targets)) for name, be in backends.items()})
+        if (T, B, D, H) == GFLOP_SIZE:   # the GEMM throughput under the same load, in the same rounds
+            fns["gemm"] = gemm_call()
+        fastest = {}
+        times = median_times(fns, args.repeats, fastest=fastest)
+        fastest.pop("gemm", None)
+        if "gemm" in times:
+            gemm_rounds = GEMM_FLOPS / times.pop("gemm") / 1e9
+        base = times.pop("base")
+        mins.append((T, B, D, H, {name: t / fastest["base"] for name, t in fastest.items() if name != "base"}))
+        rows.append(((T, B, D, H), base, times))
+        print(f"{str((T, B, D, H)):>20} | {base * 1e3:9.2f} ms | {times['numpy'] * 1e3:7.2f} ms "
+              f"{times['numpy'] / base:5.2f}x | {times['torch'] * 1e3:7.2f} ms {times['torch'] / base:5.2f}x",
+              flush=True)
+
+    print("ratios of the fastest calls (min / min), less sensitive to other load: "
+          + "; ".join(f"{size[:4]}: " + ", ".join(f"{n} {r:.2f}x" for n, r in rs.items())
+                      for size, rs in ((m[:4], m[4]) for m in mins)))
+    for size, base, times in rows:
+        if size == GFLOP_SIZE:
+            T, B, D, H = size
+            flops = 6 * T * B * H * (D + H + D)
+            g = flops / times["numpy"] / 1e9
+            print(f"\nnumpy float32 GEMM {GEMM_N}^3 measured in the same rounds: {gemm_rounds:.1f} GFLOP/s")
+            print(f"numpy at {size}: {flops / 1e9:.2f} GFLOP in {times['numpy'] * 1e3:.1f} ms = {g:.1f} GFLOP/s "
+                  f"= {100 * g / gemm_rounds:.0f}% of the float32 GEMM throughput of the same rounds "
+                  f"({100 * g / gflops:.0f}% of the 4096^3 one at the start) "
+                  f"(torch.nn.RNN: {flops / base / 1e9:.1f} GFLOP/s, torch backend: "
+                  f"{flops / times['torch'] / 1e9:.1f} GFLOP/s)")
+
+    if not args.no_memory:
+        print("\nPeak memory of numpy float32 full BPTT (tracemalloc, one public call):")
+        print(f"{'T, B, D, H':>20} | {'peak':>9} | {'must hold':>9} {'ratio':>6} | {'float64 input copies':>20}")
+        for T, B, D, H in sizes:
+            O = D
+            params, xs, targets = make_case(T, B, D, H, O)
+            peak, _ = peak_memory(backends["numpy"], spec, params, xs, targets)
+            need, inputs64 = must_hold(T, B, D, H, O, 4)
+            print(f"{str((T, B, D, H)):>20} | {peak / 2**20:6.2f} MiB | {need / 2**20:6.2f} MiB {peak / need:5.2f}x"
+                  f" | {inputs64 / 2**20:6.2f} MiB")
+    print("\nload average at end (1, 5, 15 min): %.2f %.2f %.2f" % os.getloadavg())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
