@@ -114,11 +114,12 @@ def _check_shape(name, arr, expected, labels):
 def _readonly_float64(name, value, expected, labels):
     arr = _to_numpy(name, value)
     _check_shape(name, arr, expected, labels)
-    arr = np.array(arr, dtype=np.float64, copy=True)  # a private copy: inputs stay untouched
+    arr = np.asarray(arr, dtype=np.float64)  # copies only what is not float64 already
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or inf")
-    arr.flags.writeable = False
-    return arr
+    view = arr.view()  # read-only: no backend can write into the caller's array through it
+    view.flags.writeable = False
+    return view
 
 
 def _check_params(params):
