@@ -32,7 +32,9 @@ from reference.validation import validate_bptt, validate_forward
 # f(a) and f'(a) of each activation; relu'(0) = 0.
 ACTIVATIONS = {
     "tanh": (np.tanh, lambda a: 1 - np.tanh(a) ** 2),
-    "sigmoid": (lambda a: 1 / (1 + np.exp(-a)), lambda a: np.exp(-a) / (1 + np.exp(-a)) ** 2),
+    # sigmoid(a) = (1 + tanh(a/2)) / 2 and sigmoid' = s (1 - s): no exp(-a) to overflow
+    "sigmoid": (lambda a: 0.5 * (1 + np.tanh(0.5 * a)),
+                lambda a: 0.25 * (1 - np.tanh(0.5 * a) ** 2)),
     "relu": (lambda a: np.maximum(a, 0), lambda a: (a > 0).astype(a.dtype)),
     "identity": (lambda a: a, np.ones_like),
 }

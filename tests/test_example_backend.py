@@ -62,3 +62,12 @@ def test_errors(backend):
     exploding = RNNParams(W_x=params.W_x, W_h=40 * np.eye(4), b_h=params.b_h, W_y=params.W_y, b_y=params.b_y)
     with pytest.raises(FloatingPointError, match="t="):
         be.bptt(RNNSpec(activation="identity"), exploding, np.ones((300, 3, 2)), np.zeros((300, 3, 3)))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_example_passes_the_conformance_check(backend, dtype):
+    # The whole suite under the derandomised ci profile, as `bptt-suite check` runs it.
+    from properties import check_backend
+
+    report = check_backend(backend(dtype), profile="ci")
+    assert report.passed, {n: r.counterexample for n, r in report.failures.items()}
