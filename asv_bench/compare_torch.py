@@ -54,24 +54,10 @@ import tracemalloc
 
 import numpy as np
 
+from asv_bench.common import make_inputs
+
 SIZES = [(50, 8, 16, 32), (100, 32, 64, 256), (200, 64, 128, 512), (1000, 16, 32, 128)]
 GFLOP_SIZE = (200, 64, 128, 512)
-
-
-def make_case(T, B, D, H, O, seed=0):
-    from reference import RNNParams
-
-    rng = np.random.default_rng(seed)
-    params = RNNParams(
-        W_x=rng.standard_normal((H, D)) / np.sqrt(D),
-        W_h=rng.standard_normal((H, H)) * (0.9 / np.sqrt(H)),
-        b_h=0.1 * rng.standard_normal(H),
-        W_y=rng.standard_normal((O, H)) / np.sqrt(H),
-        b_y=0.1 * rng.standard_normal(O),
-    )
-    xs = rng.standard_normal((T, B, D))
-    targets = rng.standard_normal((T, B, O))
-    return params, xs, targets
 
 
 def median_time(fn, repeats, warmup=2):
@@ -226,7 +212,7 @@ def main(argv=None):
     rows, mins = [], []
     for T, B, D, H in sizes:
         O = D
-        params, xs, targets = make_case(T, B, D, H, O)
+        params, xs, targets = make_inputs((T, B, D, H))
         for be in backends.values():
             check_agreement(torch, be.bptt(spec, params, xs, targets), params, xs, targets)
         fns = {"base": torch_rnn_call(torch, params, xs, targets)}
@@ -265,7 +251,7 @@ def main(argv=None):
         print(f"{'T, B, D, H':>20} | {'peak':>9} | {'must hold':>9} {'ratio':>6}")
         for T, B, D, H in sizes:
             O = D
-            params, xs, targets = make_case(T, B, D, H, O)
+            params, xs, targets = make_inputs((T, B, D, H))
             peak, _ = peak_memory(backends["numpy"], spec, params, xs, targets)
             need = must_hold(T, B, D, H, O, 4)
             print(f"{str((T, B, D, H)):>20} | {peak / 2**20:6.2f} MiB | {need / 2**20:6.2f} MiB {peak / need:5.2f}x")
