@@ -32,7 +32,7 @@ from reference.validation import overflow_error
 #: PANEL_ROWS, and at most 1/CHUNKS_MIN of the steps unless that leaves fewer than
 #: MIN_PANEL_ROWS rows.
 PANEL_ROWS = 2048
-MIN_PANEL_ROWS = 256
+MIN_PANEL_ROWS = 64
 CHUNKS_MIN = 8
 
 
