@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from reference.types import ACTIVATION_SLOPE, ACTIVATIONS, OUTPUTS, TARGETS, RNNParams, RNNSpec, Truncation
+from reference.validation import CaseSizes
 
 # ---------------------------------------------------------------------------
 # Size caps: the one place where the case sizes are bounded.
@@ -94,7 +95,7 @@ def profile_settings(profile: str, max_examples: Optional[int] = None) -> settin
 
 
 @dataclass(frozen=True)
-class Problem:
+class Problem(CaseSizes):
     """One drawn case: the arguments of ``backend.bptt`` and what was drawn to get them."""
 
     spec: RNNSpec
@@ -106,26 +107,6 @@ class Problem:
     regime: str = "random"
     seed: int = 0
     notes: tuple = field(default=())  # (label, value) of the labelled draws
-
-    @property
-    def T(self):
-        return self.xs.shape[0]
-
-    @property
-    def B(self):
-        return self.xs.shape[1]
-
-    @property
-    def D(self):
-        return self.xs.shape[2]
-
-    @property
-    def H(self):
-        return self.params.W_h.shape[0]
-
-    @property
-    def O(self):  # noqa: E743
-        return self.params.W_y.shape[0]
 
     @property
     def gamma(self):

@@ -49,16 +49,8 @@ def check_truncation(h, h_prime):
     return h, h_prime
 
 
-@dataclass(frozen=True)
-class Case:
-    """Validated input: read-only float64 arrays and the sizes they agree on."""
-
-    spec: RNNSpec
-    params: RNNParams
-    xs: np.ndarray  # (T, B, D)
-    h0: np.ndarray  # (B, H); zeros when the caller passed none
-    targets: Optional[np.ndarray]  # (T, B, O) float64, or (T, B) int64 class indices
-    truncation: Optional[Truncation]  # None when nothing is cut (also when h >= T)
+class CaseSizes:
+    """T, B, D, H, O of anything holding ``xs`` (T, B, D) and ``params``."""
 
     @property
     def T(self):
@@ -79,6 +71,18 @@ class Case:
     @property
     def O(self):  # noqa: E743 - the contract's name for the output size
         return self.params.W_y.shape[0]
+
+
+@dataclass(frozen=True)
+class Case(CaseSizes):
+    """Validated input: read-only float64 arrays and the sizes they agree on."""
+
+    spec: RNNSpec
+    params: RNNParams
+    xs: np.ndarray  # (T, B, D)
+    h0: np.ndarray  # (B, H); zeros when the caller passed none
+    targets: Optional[np.ndarray]  # (T, B, O) float64, or (T, B) int64 class indices
+    truncation: Optional[Truncation]  # None when nothing is cut (also when h >= T)
 
 
 def _to_numpy(name, value):
