@@ -696,6 +696,20 @@ def _bypass(cls, **fields):
     return obj
 
 
+def _array(P, xs, h0, tg, target, p):
+    """The input array called ``target`` (a parameter, xs, h0 or targets); zeros for an omitted h0."""
+    return {**P, "xs": xs, "h0": h0 if h0 is not None else np.zeros((p.B, p.H)), "targets": tg}[target]
+
+
+def _replace(P, xs, h0, tg, target, value):
+    """Puts ``value`` in place of the input called ``target``: a parameter goes into P;
+    returns the (possibly new) xs, h0, targets."""
+    if target in P:
+        P[target] = value
+    return (value if target == "xs" else xs, value if target == "h0" else h0,
+            value if target == "targets" else tg)
+
+
 def build_bad_input(draw, caps: Caps) -> BadInput:
     kinds = ("extra_axis", "mismatch", "empty", "class_range", "class_float", "spec_name", "l2",
              "truncation", "wrong_type", "non_numeric", "nonfinite", "overflow_states", "overflow_loss")
@@ -718,17 +732,10 @@ def build_bad_input(draw, caps: Caps) -> BadInput:
     if kind == "extra_axis":
         target = draw(st.sampled_from(PARAM_NAMES + ("xs", "h0", "targets")), "array")
         method = "forward" if target not in ("targets",) and draw(st.booleans(), "via forward") else "bptt"
-        a = {**P, "xs": xs, "h0": h0 if h0 is not None else np.zeros((p.B, p.H)), "targets": tg}[target]
+        a = _array(P, xs, h0, tg, target, p)
         bad = np.asarray(a)[..., None] if draw(st.booleans(), "add (else drop) an axis") or np.ndim(a) == 1 \
             else np.asarray(a)[..., 0]
-        if target in P:
-            P[target] = bad
-        elif target == "xs":
-            xs = bad
-        elif target == "h0":
-            h0 = bad
-        else:
-            tg = bad
+        xs, h0, tg = _replace(P, xs, h0, tg, target, bad)
         names = (target,)
     elif kind == "mismatch":
         options = {
@@ -830,21 +837,13 @@ def build_bad_input(draw, caps: Caps) -> BadInput:
     elif kind == "nonfinite":
         choices = PARAM_NAMES + ("xs", "h0") + (("targets",) if spec.output == "linear" else ())
         target = draw(st.sampled_from(choices), "array")
-        a = np.array({**P, "xs": xs, "h0": h0 if h0 is not None else np.zeros((p.B, p.H)), "targets": tg}[target],
-                     dtype=np.float64)
+        a = np.array(_array(P, xs, h0, tg, target, p), dtype=np.float64)
         flat = a.reshape(-1)
         if target == "targets" and spec.targets == "last":
             flat = a[-1].reshape(-1)  # a value that is read
         flat[draw(st.integers(0, flat.size - 1), "index")] = draw(
             st.sampled_from([np.nan, np.inf, -np.inf]), "value")
-        if target in P:
-            P[target] = a
-        elif target == "xs":
-            xs = a
-        elif target == "h0":
-            h0 = a
-        else:
-            tg = a
+        xs, h0, tg = _replace(P, xs, h0, tg, target, a)
         names = (target,)
         expected = (ValueError,)
         method = "forward" if target != "targets" and draw(st.booleans(), "via forward") else "bptt"
