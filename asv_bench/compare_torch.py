@@ -18,9 +18,13 @@ computed in float32, forward + backward (all parameter gradients).
   the float64 results (loss, all grads, dh0 and dhs) and the overflow check are all
   inside the timed call.
 
-Every time is the median of ``--repeats`` calls after two warm-up calls; the three
-contenders take turns in every round, with a pause of GAP seconds before each
-call so that the previous library's spinning worker threads are idle. The load average is printed at the
+Every time is the median of ``--repeats`` calls after two warm-up calls. The
+contenders take turns in every round, and each timed call directly follows an
+untimed call of the same contender: the previous contender's worker threads
+(OpenBLAS for numpy, OpenMP/MKL for torch) have wound down by then, and the
+contender's own threads are awake, as they are in a training loop. (After an
+idle pause, torch's first GEMM waits 8-12 ms here for its threads to wake up,
+whatever its size: that would dominate the smallest size.) The load average is printed at the
 start and the end: on a shared machine, other processes' load inflates and scatters the
 times (OpenBLAS and OpenMP threads wait on busy cores), so compare runs with a low
 load.
@@ -64,13 +68,6 @@ def median_time(fn, repeats, warmup=2):
     return median_times({"f": fn}, repeats, warmup)["f"]
 
 
-#: Seconds of pause before each timed call (not timed): the worker threads of the
-#: previous call's library (OpenBLAS for numpy, OpenMP for torch) keep spinning
-#: for a while after their last task and would otherwise take a core from the next
-#: contender on this 2-core machine.
-GAP = 0.3
-
-
 def median_times(fns, repeats, warmup=2, fastest=None):
     """Median time of each callable; the callables take turns in every round, so a
     change in machine load during the run shifts them alike (the ratios hold up).
@@ -81,8 +78,7 @@ def median_times(fns, repeats, warmup=2, fastest=None):
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            if len(fns) > 1:
-                time.sleep(GAP)
+            fn()                 # untimed: wakes fn's threads, lets the previous ones wind down
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
@@ -179,14 +175,12 @@ def main(argv=None):
                     help="torch.set_num_threads(N) (default: leave torch's default)")
     ap.add_argument("--sizes", nargs="*", default=None, help="T,B,D,H ... (O = D)")
     ap.add_argument("--no-memory", action="store_true")
-    ap.add_argument("--gap", type=float, default=0.3, help="seconds of pause before each timed call")
     args = ap.parse_args(argv)
 
     import torch
 
     from implementations import get_backend
 
-    globals()["GAP"] = args.gap
     from reference import RNNSpec
 
     if args.threads:
