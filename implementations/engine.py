@@ -55,7 +55,9 @@ def forward_states(ops, case, checked=False):
         a_c = hs[i:j].reshape((j - i) * B, H)
         ops.matmul(ops.asarray(case.xs[i:j]).reshape((j - i) * B, D), p.W_x.T, out=a_c)
         a_c += p.b_h
-    W_hT = p.W_h.T
+    # W_h^T laid out row-major: with a transposed view, OpenBLAS's AVX-512 kernels
+    # run this (B, H) x (H, H) product about 20% slower.
+    W_hT = ops.contiguous(p.W_h.T)
     tmp = ops.empty((B, H))
     rows = ops.unbind(hs_full)
     act = ops.activation(case.spec.activation)

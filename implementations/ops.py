@@ -36,6 +36,8 @@ class NumpyOps:
     def copy(self, a):
         return a.copy()
 
+    contiguous = staticmethod(np.ascontiguousarray)
+
     @staticmethod
     def assign_(dst, src):
         """dst[...] = src, converting the dtype."""
@@ -176,6 +178,10 @@ class TorchOps:
     @staticmethod
     def copy(a):
         return a.clone()
+
+    @staticmethod
+    def contiguous(a):
+        return a.contiguous()
 
     @staticmethod
     def assign_(dst, src):
