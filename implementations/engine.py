@@ -66,11 +66,11 @@ def forward_states(ops, case, checked=False):
         act(rows[t])                                  # h_t = f(a_t)
         if checked and not ops.all_finite(rows[t]):
             raise overflow_error("forward pass", t, T)
-    return hs_full, p, rows
+    return hs_full, p
 
 
 def forward(ops, case):
-    hs_full, p, _ = forward_states(ops, case)
+    hs_full, p = forward_states(ops, case)
     hs = hs_full[1:]
     T, B, H = case.T, case.B, case.H
     ys = ops.matmul(hs.reshape(T * B, H), p.W_y.T).reshape(T, B, case.O)
@@ -127,13 +127,13 @@ class _Output:
 
 
 def bptt(ops, case, checked=False):
-    hs_full, p, h_rows = forward_states(ops, case, checked)
+    hs_full, p = forward_states(ops, case, checked)
     spec, T, B, H = case.spec, case.T, case.B, case.H
     K = chunk_steps(T, B)
     out = _Output(ops, case, p, hs_full[1:], checked)
     acc = RNNParams(W_x=ops.zeros(p.W_x.shape), W_h=ops.zeros(p.W_h.shape), b_h=ops.zeros(p.b_h.shape),
                     W_y=out.dW_y, b_y=out.db_y)
-    seg = _Segment(ops, case, p, hs_full, h_rows, acc, K, checked)
+    seg = _Segment(ops, case, p, hs_full, acc, K, checked)
     if checked:  # name the first step whose loss overflows: scan the chunks in time order
         probe, buf = _Output(ops, case, p, hs_full[1:], checked), ops.empty((K, B, H))
         for i in range(0, T, K):
@@ -177,11 +177,11 @@ def bptt(ops, case, checked=False):
 class _Segment:
     """Backpropagation through a run of steps, one time chunk at a time."""
 
-    def __init__(self, ops, case, p, hs_full, h_rows, acc, K, checked):
-        self.ops, self.case, self.p, self.hs_full, self.h_rows = ops, case, p, hs_full, h_rows
+    def __init__(self, ops, case, p, hs_full, acc, K, checked):
+        self.ops, self.case, self.p, self.hs_full = ops, case, p, hs_full
         self.acc, self.K, self.checked = acc, K, checked
         B, H = case.B, case.H
-        self.fprime_mul = ops.activation_grad(case.spec.activation)
+        self.fprime = ops.activation_derivative(case.spec.activation)
         self.shape = (min(K, case.T), B, H)
         self.g = self.g_rows = None           # dL/dh_t of the chunk (when not computed in place)
         self.da = ops.empty(self.shape)       # dL/da_t of the chunk
@@ -197,7 +197,7 @@ class _Segment:
         The weight gradients are added to ``acc``; returns dL/dh_{s-1}."""
         ops, case, p, acc, K = self.ops, self.case, self.p, self.acc, self.K
         B, H, D, T = case.B, case.H, case.D, case.T
-        W_h, h_rows, fprime_mul, tmp = p.W_h, self.h_rows, self.fprime_mul, self.tmp
+        W_h, tmp = p.W_h, self.tmp
         n = e - s + 1
         carry = None
         for lo in range(((n - 1) // K) * K, -1, -K):
@@ -214,10 +214,11 @@ class _Segment:
                 g_rows = ops.unbind(g)
             da, da_rows = self.da[:m], self.da_rows
             fill(i0, i0 + m, g)
+            self.fprime(self.hs_full[i0 + 1:i0 + m + 1], da)   # f'(a_t) of the chunk, into da
             for r in range(m - 1, -1, -1):
                 if carry is not None:
                     ops.addmm_(g_rows[r], carry, W_h, tmp)     # dL/dh_t += dL/da_{t+1} W_h
-                fprime_mul(h_rows[i0 + r + 1], g_rows[r], da_rows[r])   # dL/da_t = dL/dh_t f'(a_t)
+                ops.mul_(da_rows[r], g_rows[r])                # dL/da_t = dL/dh_t f'(a_t)
                 if self.checked and not ops.all_finite(g_rows[r]):
                     raise overflow_error("backward pass", i0 + r + 1, T)
                 carry = da_rows[r]

@@ -96,28 +96,28 @@ class NumpyOps:
         return lambda a: None  # identity
 
     @staticmethod
-    def activation_grad(name):
-        """out = g * f'(a), with f' written through h = f(a)."""
-        if name == "tanh":       # f' = 1 - h^2: out = g - (g h) h
-            def tanh_grad(h, g, out):
-                np.multiply(g, h, out=out)
-                out *= h
-                np.subtract(g, out, out=out)
-            return tanh_grad
-        if name == "sigmoid":    # f' = h (1 - h): out = (h - h h) g
-            def sigmoid_grad(h, g, out):
+    def activation_derivative(name):
+        """out = f'(a), written through h = f(a) (a time chunk at a time)."""
+        if name == "tanh":       # f' = 1 - h^2
+            def tanh_derivative(h, out):
+                np.multiply(h, h, out=out)
+                np.subtract(1.0, out, out=out)
+            return tanh_derivative
+        if name == "sigmoid":    # f' = h (1 - h) = h - h^2
+            def sigmoid_derivative(h, out):
                 np.multiply(h, h, out=out)
                 np.subtract(h, out, out=out)
-                out *= g
-            return sigmoid_grad
+            return sigmoid_derivative
         if name == "relu":       # f' = [h > 0]; relu'(0) = 0
-            def relu_grad(h, g, out):
-                np.multiply(g, h > 0, out=out)
-            return relu_grad
+            return lambda h, out: np.greater(h, 0.0, out=out)
 
-        def identity_grad(h, g, out):
-            out[...] = g
-        return identity_grad
+        def identity_derivative(h, out):
+            out[...] = 1.0
+        return identity_derivative
+
+    @staticmethod
+    def mul_(a, b):
+        np.multiply(a, b, out=a)
 
     def loss_and_grad(self, output, ys, d):
         """Sum over rows of l(y, d) and dl/dy (written over ys): ys (N, O)."""
@@ -237,28 +237,29 @@ class TorchOps:
             return torch.relu_
         return lambda a: None
 
-    def activation_grad(self, name):
+    def activation_derivative(self, name):
         torch = self.torch
         if name == "tanh":
-            def tanh_grad(h, g, out):
-                torch.mul(g, h, out=out)
-                out.mul_(h)
-                torch.sub(g, out, out=out)
-            return tanh_grad
+            def tanh_derivative(h, out):      # 1 - h^2
+                out.fill_(1.0)
+                out.addcmul_(h, h, value=-1.0)
+            return tanh_derivative
         if name == "sigmoid":
-            def sigmoid_grad(h, g, out):
-                torch.mul(h, h, out=out)
-                torch.sub(h, out, out=out)
-                out.mul_(g)
-            return sigmoid_grad
+            def sigmoid_derivative(h, out):   # h - h^2
+                torch.addcmul(h, h, h, value=-1.0, out=out)
+            return sigmoid_derivative
         if name == "relu":
-            def relu_grad(h, g, out):
-                torch.mul(g, h > 0, out=out)
-            return relu_grad
+            def relu_derivative(h, out):
+                torch.gt(h, 0.0, out=out)
+            return relu_derivative
 
-        def identity_grad(h, g, out):
-            out.copy_(g)
-        return identity_grad
+        def identity_derivative(h, out):
+            out.fill_(1.0)
+        return identity_derivative
+
+    @staticmethod
+    def mul_(a, b):
+        a.mul_(b)
 
     def loss_and_grad(self, output, ys, d):
         torch = self.torch

@@ -125,13 +125,13 @@ class WideLayerBug(_Wrapped):
 
 
 class _LeakyReluOps(NumpyOps):
-    def activation_grad(self, name):
+    def activation_derivative(self, name):
         if name != "relu":
-            return super().activation_grad(name)
+            return super().activation_derivative(name)
 
-        def leaky_grad(h, g, out):  # f'(a) = 1 if a > 0 else 0.01: the forward pass is plain relu
-            np.multiply(g, np.where(h > 0, 1.0, 0.01), out=out)
-        return leaky_grad
+        def leaky_derivative(h, out):  # f'(a) = 1 if a > 0 else 0.01: the forward pass is plain relu
+            np.copyto(out, np.where(h > 0, 1.0, 0.01))
+        return leaky_derivative
 
 
 class ReluOnlyBug(NumpyBackend):
