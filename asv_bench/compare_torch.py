@@ -19,12 +19,13 @@ computed in float32, forward + backward (all parameter gradients).
   inside the timed call.
 
 Every time is the median of ``--repeats`` calls after two warm-up calls. The
-contenders take turns in every round, and each timed call directly follows an
-untimed call of the same contender: the previous contender's worker threads
-(OpenBLAS for numpy, OpenMP/MKL for torch) have wound down by then, and the
-contender's own threads are awake, as they are in a training loop. (After an
-idle pause, torch's first GEMM waits 8-12 ms here for its threads to wake up,
-whatever its size: that would dominate the smallest size.) The load average is printed at the
+contenders take turns in every round. Before each timed call there is a pause of
+GAP seconds, so that the previous contender's worker threads have gone to sleep
+(OpenBLAS's keep spinning for about 0.1 s after numpy's last GEMM and would take
+a core from the next contender on this 2-core machine), and then untimed calls
+of the same contender for at least WARM seconds, so that its own threads are awake, as they are in a
+training loop (after an idle pause, torch's first GEMM waits 8-12 ms here for its
+threads to wake up, whatever its size: that would dominate the smallest size). The load average is printed at the
 start and the end: on a shared machine, other processes' load inflates and scatters the
 times (OpenBLAS and OpenMP threads wait on busy cores), so compare runs with a low
 load.
@@ -68,6 +69,12 @@ def median_time(fn, repeats, warmup=2):
     return median_times({"f": fn}, repeats, warmup)["f"]
 
 
+#: Seconds of pause before each contender's untimed and timed calls, and seconds
+#: of untimed calls before each timed one (see above).
+GAP = 0.3
+WARM = 0.05
+
+
 def median_times(fns, repeats, warmup=2, fastest=None):
     """Median time of each callable; the callables take turns in every round, so a
     change in machine load during the run shifts them alike (the ratios hold up).
@@ -78,7 +85,13 @@ def median_times(fns, repeats, warmup=2, fastest=None):
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            fn()                 # untimed: wakes fn's threads, lets the previous ones wind down
+            if len(fns) > 1:
+                time.sleep(GAP)  # the previous contender's threads stop spinning
+            t0 = time.perf_counter()
+            while True:          # untimed: wakes fn's own threads
+                fn()
+                if time.perf_counter() - t0 >= WARM:
+                    break
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
