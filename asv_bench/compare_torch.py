@@ -70,7 +70,8 @@ def median_time(fn, repeats, warmup=2):
 
 
 #: Seconds of pause before each contender's untimed and timed calls, and seconds
-#: of untimed calls before each timed one (see above).
+#: of untimed calls before each timed one (see above); a lone callable is timed
+#: back to back.
 GAP = 0.3
 WARM = 0.05
 
@@ -87,11 +88,11 @@ def median_times(fns, repeats, warmup=2, fastest=None):
         for name, fn in fns.items():
             if len(fns) > 1:
                 time.sleep(GAP)  # the previous contender's threads stop spinning
-            t0 = time.perf_counter()
-            while True:          # untimed: wakes fn's own threads
-                fn()
-                if time.perf_counter() - t0 >= WARM:
-                    break
+                t0 = time.perf_counter()
+                while True:      # untimed: wakes fn's own threads
+                    fn()
+                    if time.perf_counter() - t0 >= WARM:
+                        break
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
