@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 import reference
 from reference.bptt import _forward as _ref_forward_case
 from reference.bptt import loss_terms as _ref_loss_terms
-from reference.types import ForwardResult, RNNParams, RNNSpec, Truncation
+from reference.types import RNNParams, RNNSpec, Truncation
 from reference.validation import validate_bptt
 
 from .hypothesis_helpers import SMALL_CAPS, Caps, Problem, draw_problem
@@ -159,9 +159,6 @@ class Comparison:
             )
         return rel
 
-    def scalar(self, name, got, want, spread):
-        return self(name, np.array([got]), np.array([want]), np.array([spread]))
-
 
 def _scale(*arrays):
     return max((float(np.abs(np.asarray(a)).max(initial=0.0)) for a in arrays if a is not None), default=0.0)
@@ -183,23 +180,24 @@ def perturbed(p: Problem, u: float, mode: str = "signs") -> Problem:
     return replace(p, params=params, xs=move(p.xs), h0=h0, targets=targets)
 
 
-def _worst(ref, outs, get):
-    """ref - (the largest |ref - out| over the perturbed runs), elementwise."""
+def _spread(ref, outs, get):
+    """The largest |ref - out| over the perturbed runs, elementwise (None where ref has none)."""
     a = get(ref)
     if a is None:
         return None
     a = np.asarray(a, dtype=np.float64)
-    return a - np.max([np.abs(a - np.asarray(get(o), dtype=np.float64)) for o in outs], axis=0)
+    return np.max([np.abs(a - np.asarray(get(o), dtype=np.float64)) for o in outs], axis=0)
 
 
-def _ref_perturbed(p: Problem, u: float, truncation="same"):
-    """The reference 'on the perturbed case', as a result whose difference from the
-    reference is the largest response over the perturbations (PERTURBATIONS)."""
+def _ref_spread(p: Problem, u: float, truncation="same"):
+    """(the reference BPTT, its spread): the spread is a BPTTResult of the largest
+    response of each entry to the perturbations of the inputs (PERTURBATIONS), the
+    measured conditioning of this case."""
     ref = _ref_bptt(p, truncation)
     outs = [_ref_bptt(perturbed(p, u, m), truncation) for m in PERTURBATIONS]
-    grads = RNNParams(**{n: _worst(ref, outs, lambda r, n=n: getattr(r.grads, n)) for n in PARAM_NAMES})
-    return reference.BPTTResult(loss=float(_worst(ref, outs, lambda r: np.array(r.loss))), grads=grads,
-                                dh0=_worst(ref, outs, lambda r: r.dh0), dhs=_worst(ref, outs, lambda r: r.dhs))
+    grads = RNNParams(**{n: _spread(ref, outs, lambda r, n=n: getattr(r.grads, n)) for n in PARAM_NAMES})
+    return ref, reference.BPTTResult(loss=float(_spread(ref, outs, lambda r: np.array(r.loss))), grads=grads,
+                                     dh0=_spread(ref, outs, lambda r: r.dh0), dhs=_spread(ref, outs, lambda r: r.dhs))
 
 
 def _ref_bptt(p: Problem, truncation="same"):
@@ -216,7 +214,7 @@ def _dtype(backend):
     return str(getattr(backend, "dtype", "float64"))
 
 
-def saturation_floor(p: Problem) -> dict:
+def saturation_floor(p: Problem, full=None) -> dict:
     """Magnitudes below which a correct backend's gradients are not determined.
 
     Where tanh or sigmoid saturates, f'(a) = 1 - h^2 or h (1 - h) is tiny and is
@@ -225,11 +223,12 @@ def saturation_floor(p: Problem) -> dict:
     then carries an absolute error ~u |dL/dh_t|, which reaches the gradients as
     u sum_t |dL/dh_t|^T |x_t| (W_x), ... |h_{t-1}| (W_h), 1 (b_h), and dL/dh_{t-1}
     as u |dL/dh_t| |W_h|. Returns these sums (to be multiplied by slope * u) from
-    the reference's full BPTT; zero for relu and identity, whose f' is exact."""
+    the reference's full BPTT (``full``, when the caller has it); zero for relu and
+    identity, whose f' is exact."""
     zero = {n: 0.0 for n in PARAM_NAMES + ("dh0", "dhs", "loss")}
     if p.spec.activation not in ("tanh", "sigmoid"):
         return zero
-    ref = _ref_bptt(p, None)
+    ref = _ref_bptt(p, None) if full is None else full
     A = np.abs(ref.dhs)                                            # |dL/dh_t|, (T, B, H)
     h0 = np.zeros((p.B, p.H)) if p.h0 is None else np.asarray(p.h0, dtype=np.float64)
     hs = reference.forward(p.spec, p.params, p.xs, p.h0).hs
@@ -271,26 +270,27 @@ def softmax_floor(p: Problem, truncation="same") -> dict:
     return out
 
 
-def rounding_floor(p: Problem, truncation="same") -> dict:
+def rounding_floor(p: Problem, truncation="same", full=None) -> dict:
     """saturation_floor + softmax_floor: what a correct backend leaves undetermined
-    beyond what the perturbation of the inputs measures, per unit u."""
-    a, b = saturation_floor(p), softmax_floor(p, truncation)
+    beyond what the perturbation of the inputs measures, per unit u. ``full``: the
+    reference's full BPTT of p, when the caller has it."""
+    a, b = saturation_floor(p, full), softmax_floor(p, truncation)
     return {k: a.get(k, 0.0) + b.get(k, 0.0) for k in set(a) | set(b)}
 
 
-def compare_bptt(cmp: Comparison, got, want, want_p, prefix="", floor=None):
+def compare_bptt(cmp: Comparison, got, want, spread, prefix="", floor=None):
     """loss, grads, dh0 and (when both have it) dhs of ``got`` against ``want``;
-    ``want_p`` is the reference on the perturbed case, ``floor`` the saturation floor."""
+    ``spread`` is the measured conditioning (``_ref_spread``), ``floor`` the
+    rounding floor (``rounding_floor``)."""
     floor = floor or {}
-    worst = cmp.scalar(prefix + "loss", got.loss, want.loss, want.loss - want_p.loss) if not floor.get("loss") \
-        else cmp(prefix + "loss", np.array([got.loss]), np.array([want.loss]), np.array([want.loss - want_p.loss]),
-                 floor=floor["loss"])
+    worst = cmp(prefix + "loss", np.array([got.loss]), np.array([want.loss]), np.array([spread.loss]),
+                floor=floor.get("loss", 0.0))
     for n in PARAM_NAMES:
         worst = max(worst, cmp(f"{prefix}grads.{n}", getattr(got.grads, n), getattr(want.grads, n),
-                               getattr(want.grads, n) - getattr(want_p.grads, n), floor=floor.get(n, 0.0)))
-    worst = max(worst, cmp(prefix + "dh0", got.dh0, want.dh0, want.dh0 - want_p.dh0, floor=floor.get("dh0", 0.0)))
+                               getattr(spread.grads, n), floor=floor.get(n, 0.0)))
+    worst = max(worst, cmp(prefix + "dh0", got.dh0, want.dh0, spread.dh0, floor=floor.get("dh0", 0.0)))
     if want.dhs is not None and got.dhs is not None:
-        worst = max(worst, cmp(prefix + "dhs", got.dhs, want.dhs, want.dhs - want_p.dhs, time_axis=True,
+        worst = max(worst, cmp(prefix + "dhs", got.dhs, want.dhs, spread.dhs, time_axis=True,
                                floor=floor.get("dhs", 0.0)))
     return worst
 
@@ -299,11 +299,11 @@ def _result_scale(r):
     return _scale(np.array([r.loss]), r.dh0, r.dhs, *r.grads.as_dict().values())
 
 
-def _agree_with(backend, p, want, want_p, truncation="same"):
+def _agree_with(backend, p, want, spread, truncation="same", full=None):
     tol = tolerance_for(_dtype(backend))
     got = _bptt(backend, p, truncation)
     cmp = Comparison(tol, _dtype(backend), _result_scale(want))
-    return compare_bptt(cmp, got, want, want_p, floor=rounding_floor(p, truncation))
+    return compare_bptt(cmp, got, want, spread, floor=rounding_floor(p, truncation, full))
 
 
 # ---------------------------------------------------------------------------
@@ -317,16 +317,16 @@ def prop_forward(backend, p: Problem):
     got = check_forward_result(backend.forward(spec, params, xs, **kw), p)
     want = reference.forward(spec, params, xs, **kw)
     outs = [reference.forward(q.spec, q.params, q.xs, h0=q.h0) for q in (perturbed(p, tol.u, m) for m in PERTURBATIONS)]
-    want_p = ForwardResult(hs=_worst(want, outs, lambda r: r.hs), ys=_worst(want, outs, lambda r: r.ys))
     cmp = Comparison(tol, _dtype(backend), _scale(want.hs, want.ys))
-    return max(cmp("hs", got.hs, want.hs, want.hs - want_p.hs, time_axis=True),
-               cmp("ys", got.ys, want.ys, want.ys - want_p.ys, time_axis=True))
+    return max(cmp("hs", got.hs, want.hs, _spread(want, outs, lambda r: r.hs), time_axis=True),
+               cmp("ys", got.ys, want.ys, _spread(want, outs, lambda r: r.ys), time_axis=True))
 
 
 def prop_bptt(backend, p: Problem):
     """Full BPTT: loss, grads, dh0 and dhs agree with the reference."""
     tol = tolerance_for(_dtype(backend))
-    return _agree_with(backend, p, _ref_bptt(p, None), _ref_perturbed(p, tol.u, None), None)
+    ref, spread = _ref_spread(p, tol.u, None)
+    return _agree_with(backend, p, ref, spread, None, full=ref)
 
 
 def prop_rtrl(backend, p: Problem):
@@ -336,20 +336,8 @@ def prop_rtrl(backend, p: Problem):
     args, kw = p.bptt_args()
     want = reference.rtrl(*args, **kw)
     # The conditioning is measured on the reference BPTT (same function, same conditioning).
-    ref, ref_p = _ref_bptt(p), _ref_perturbed(p, tol.u)
-    got = _bptt(backend, p)
-    cmp = Comparison(tol, _dtype(backend), _result_scale(want))
-    return compare_bptt(cmp, got, want, _shifted(want, ref, ref_p), floor=rounding_floor(p))
-
-
-def _shifted(want, ref, ref_p):
-    """A stand-in for 'want on the perturbed case': want - (ref - ref_p)."""
-    def d(a, b, c):
-        return None if a is None or b is None or c is None else a - (b - c)
-    grads = RNNParams(**{n: d(getattr(want.grads, n), getattr(ref.grads, n), getattr(ref_p.grads, n))
-                         for n in PARAM_NAMES})
-    return reference.BPTTResult(loss=want.loss - (ref.loss - ref_p.loss), grads=grads,
-                                dh0=d(want.dh0, ref.dh0, ref_p.dh0), dhs=d(want.dhs, ref.dhs, ref_p.dhs))
+    _, spread = _ref_spread(p, tol.u)
+    return _agree_with(backend, p, want, spread)
 
 
 def prop_finite_differences(backend, p: Problem):
@@ -361,8 +349,8 @@ def prop_finite_differences(backend, p: Problem):
     eps = 1e-5
     h0 = np.zeros((p.B, p.H)) if p.h0 is None else p.h0
     loss_mag = _loss_magnitude(p)
-    floor = rounding_floor(p, None)
-    ref, ref_p = _ref_bptt(p, None), _ref_perturbed(p, tol.u, None)  # the case's conditioning
+    ref, spread = _ref_spread(p, tol.u, None)  # the case's conditioning
+    floor = rounding_floor(p, None, full=ref)
     worst = 0.0
     for name in PARAM_NAMES + ("h0",):
         shape = h0.shape if name == "h0" else np.shape(getattr(p.params, name))
@@ -380,8 +368,8 @@ def prop_finite_differences(backend, p: Problem):
         # truncation error ~ |fd2 - fd1| / 3 (Richardson), doubled; roundoff ~ 16 u (magnitude of L) / eps.
         sat = tol.slope * tol.u * float(np.vdot(np.broadcast_to(floor.get("dh0" if name == "h0" else name, 0.0),
                                                                  v.shape), np.abs(v)))
-        spread = (ref.dh0 - ref_p.dh0) if name == "h0" else (getattr(ref.grads, name) - getattr(ref_p.grads, name))
-        cond = tol.cond * float(np.vdot(np.abs(spread), np.abs(v)))
+        s = spread.dh0 if name == "h0" else getattr(spread.grads, name)
+        cond = tol.cond * float(np.vdot(s, np.abs(v)))
         allowed = tol.fd * mag + 2 * abs(fd2 - fd1) + 16 * 2.0 ** -53 * loss_mag / eps + sat + cond
         err = abs(analytic - fd1)
         noise = allowed - tol.fd * mag  # what finite differences (and saturation) cannot resolve here
@@ -440,7 +428,8 @@ def prop_truncation_full(backend, p: Problem):
     """BPTT(h; h') with h >= T, any h', is full BPTT (dhs included)."""
     tol = tolerance_for(_dtype(backend))
     assert p.truncation is not None and p.truncation.h >= p.T
-    return _agree_with(backend, p, _ref_bptt(p, None), _ref_perturbed(p, tol.u, None), p.truncation)
+    ref, spread = _ref_spread(p, tol.u, None)
+    return _agree_with(backend, p, ref, spread, p.truncation, full=ref)
 
 
 def direct_truncated(p: Problem):
@@ -482,8 +471,8 @@ def prop_truncation_cut(backend, p: Problem):
     assert p.truncation is not None and p.truncation.h < p.T
     want = direct_truncated(p)
     # conditioning: how the reference's truncated BPTT responds to a rounding-sized change
-    ref, ref_p = _ref_bptt(p), _ref_perturbed(p, tol.u)
-    return _agree_with(backend, p, want, _shifted(want, ref, ref_p))
+    _, spread = _ref_spread(p, tol.u)
+    return _agree_with(backend, p, want, spread)
 
 
 def prop_dhs_presence(backend, p: Problem):
@@ -554,9 +543,9 @@ def prop_growth_law(backend, p: Problem):
     got = _bptt(backend, p, None)
     W = np.asarray(p.params.W_h, dtype=np.float64)
     want = np.stack([np.linalg.matrix_power(W, p.T - t) for t in range(1, p.T + 1)])
-    ref, ref_p = _ref_bptt(p, None), _ref_perturbed(p, tol.u, None)
+    _, spread = _ref_spread(p, tol.u, None)
     cmp = Comparison(tol, _dtype(backend), _scale(want))
-    worst = cmp("dhs (= W_h^(T-t) here)", got.dhs, want, ref.dhs - ref_p.dhs, time_axis=True)
+    worst = cmp("dhs (= W_h^(T-t) here)", got.dhs, want, spread.dhs, time_axis=True)
     rho = float(np.abs(np.linalg.eigvals(W)).max())
     # dL/dh_T is I only up to the rounding of y_T - d_T (~u |y_T|): use the backend's own,
     # sigma_max(dL/dh_T W_h^k) >= sigma_min(dL/dh_T) sigma_max(W_h^k) >= sigma_min(dL/dh_T) rho^k.
@@ -645,15 +634,16 @@ def prop_clipping(backend, case):
                 or not np.array_equal(cg[np.abs(g) > v], np.sign(g[np.abs(g) > v]) * v):
             raise PropertyFailure(f"clip_by_value({v!r}) of grads.{n} is not the entrywise clamp")
     # Against clipping the reference gradient (projection on a ball: 1-Lipschitz).
-    ref, ref_p = _ref_bptt(p), _ref_perturbed(p, tol.u)
+    ref, spread = _ref_spread(p, tol.u)
+    ref_p = RNNParams(**{n: getattr(ref.grads, n) - getattr(spread.grads, n) for n in PARAM_NAMES})
     rc, _ = reference.clip_by_global_norm(ref.grads, max_norm)
-    rcp, _ = reference.clip_by_global_norm(ref_p.grads, max_norm)
+    rcp, _ = reference.clip_by_global_norm(ref_p, max_norm)
     cmp = Comparison(tol, _dtype(backend), _scale(*ref.grads.as_dict().values()))
     floor = rounding_floor(p)
     worst = 0.0
     for n in PARAM_NAMES:
         worst = max(worst, cmp(f"clipped grads.{n}", getattr(clipped, n), getattr(rc, n),
-                               (getattr(rc, n) - getattr(rcp, n)) + (getattr(ref.grads, n) - getattr(ref_p.grads, n)),
+                               (getattr(rc, n) - getattr(rcp, n)) + getattr(spread.grads, n),
                                floor=floor.get(n, 0.0)))
     return worst
 
