@@ -643,7 +643,7 @@ def prop_clipping(backend, case):
     worst = 0.0
     for n in PARAM_NAMES:
         worst = max(worst, cmp(f"clipped grads.{n}", getattr(clipped, n), getattr(rc, n),
-                               (getattr(rc, n) - getattr(rcp, n)) + getattr(spread.grads, n),
+                               np.abs(getattr(rc, n) - getattr(rcp, n)) + getattr(spread.grads, n),
                                floor=floor.get(n, 0.0)))
     return worst
 
