@@ -30,6 +30,7 @@ from reference.bptt import loss_terms as _ref_loss_terms
 from reference.types import RNNParams, RNNSpec, Truncation
 from reference.validation import validate_bptt
 
+from . import laws
 from .hypothesis_helpers import SMALL_CAPS, Caps, Problem, draw_problem
 from .tolerances import Tolerance, perturb, tolerance_for
 
@@ -495,7 +496,7 @@ def prop_decay_bound(backend, p: Problem):
     """targets="last": ||dL/dh_t[b]|| <= (gamma sigma_max(W_h))^(T-t) ||dL/dh_T[b]||."""
     tol = tolerance_for(_dtype(backend))
     dhs = _bptt(backend, p, None).dhs
-    c = p.gamma * float(np.linalg.norm(p.params.W_h, 2))
+    c = p.gamma * laws.sigma_max(p.params.W_h)
     norms = np.linalg.norm(dhs, axis=2)  # (T, B)
     lag = (p.T - np.arange(1, p.T + 1))[:, None]
     law = c ** lag * norms[-1]
@@ -512,7 +513,7 @@ def prop_orthogonal_law(backend, p: Problem):
     ||dL/dh_t[b]|| = rho^(T-t) ||dL/dh_T[b]|| exactly."""
     tol = tolerance_for(_dtype(backend))
     dhs = _bptt(backend, p, None).dhs
-    rho = float(np.linalg.norm(p.params.W_h, 2))
+    rho = laws.sigma_max(p.params.W_h)
     norms = np.linalg.norm(dhs, axis=2)
     worst = 0.0
     for t in range(1, p.T + 1):
@@ -540,13 +541,13 @@ def prop_growth_law(backend, p: Problem):
     _, spread = _ref_spread(p, tol.u, None)
     cmp = Comparison(tol, _dtype(backend), _scale(want))
     worst = cmp("dhs (= W_h^(T-t) here)", got.dhs, want, spread.dhs, time_axis=True)
-    rho = float(np.abs(np.linalg.eigvals(W)).max())
+    rho = laws.spectral_radius(W)
     # dL/dh_T is I only up to the rounding of y_T - d_T (~u |y_T|): use the backend's own,
     # sigma_max(dL/dh_T W_h^k) >= sigma_min(dL/dh_T) sigma_max(W_h^k) >= sigma_min(dL/dh_T) rho^k.
     start = float(np.linalg.svd(got.dhs[-1], compute_uv=False).min())
     for t in range(1, p.T + 1):
         lag = p.T - t
-        norm = float(np.linalg.norm(got.dhs[t - 1], 2))
+        norm = laws.sigma_max(got.dhs[t - 1])
         floor = start * rho ** lag * (1 - tol.law * (lag + 1) * p.H)
         if norm < floor - tol.tiny:  # below the smallest normal number the dtype cannot tell
             raise PropertyFailure(
@@ -562,7 +563,7 @@ def prop_truncation_error_bound(backend, p: Problem):
     tol = tolerance_for(_dtype(backend))
     tr = p.truncation
     full, cut = _bptt(backend, p, None), _bptt(backend, p)
-    c = p.gamma * float(np.linalg.norm(p.params.W_h, 2))
+    c = p.gamma * laws.sigma_max(p.params.W_h)
     assert c < 1 and tr.h < p.T
     m = tr.h - tr.h_prime + 1
     case = validate_bptt(p.spec, p.params, p.xs, p.targets, p.h0)

@@ -29,6 +29,8 @@ from hypothesis import strategies as st
 from reference.types import ACTIVATION_SLOPE, ACTIVATIONS, OUTPUTS, TARGETS, RNNParams, RNNSpec, Truncation
 from reference.validation import CaseSizes
 
+from . import laws
+
 # ---------------------------------------------------------------------------
 # Size caps: the one place where the case sizes are bounded.
 
@@ -122,8 +124,7 @@ class Problem(CaseSizes):
     def describe(self, max_entries: int = 400) -> str:
         """The case as text: what was drawn, then every array when the case is small."""
         W_h = np.asarray(self.params.W_h)
-        rho = float(np.abs(np.linalg.eigvals(W_h)).max())
-        sig = float(np.linalg.norm(W_h, 2))
+        rho, sig = laws.spectral_radius(W_h), laws.sigma_max(W_h)
         lines = [
             f"T={self.T} B={self.B} D={self.D} H={self.H} O={self.O}; {self.spec}; "
             f"truncation={self.truncation}; h0={'given' if self.h0 is not None else 'None'}",
@@ -236,26 +237,6 @@ def draw_truncation(draw: Draw, T: int, kind: str = "any") -> Optional[Truncatio
     return Truncation(h, draw(st.integers(1, h), "h'"))
 
 
-def spectral_radius(W) -> float:
-    return float(np.abs(np.linalg.eigvals(W)).max())
-
-
-def orthogonal(rng, H) -> np.ndarray:
-    q, r = np.linalg.qr(rng.standard_normal((H, H)))
-    return q * np.sign(np.diag(r))
-
-
-def with_spectral_radius(rng, H, rho) -> np.ndarray:
-    M = rng.standard_normal((H, H))
-    r = spectral_radius(M)
-    return M * (rho / r) if r > 0 else M
-
-
-def with_sigma_max(rng, H, sigma) -> np.ndarray:
-    M = rng.standard_normal((H, H))
-    return M * (sigma / np.linalg.norm(M, 2))
-
-
 #: Weight regimes: how W_h (and the scales around it) are built.
 REGIMES = ("random", "radius", "orthogonal", "contracting", "exploding", "saturated", "dead_relu")
 
@@ -282,13 +263,15 @@ def draw_problem(draw: Draw, caps: Caps = FULL_CAPS, *, activations=ACTIVATIONS,
     if regime == "random":
         W_h = rng.standard_normal((H, H)) * (draw(st.sampled_from([1.0, 0.5, 1.5]), "W_h scale") / math.sqrt(H))
     elif regime == "radius":
-        W_h = with_spectral_radius(rng, H, draw(st.floats(0.05, 1.5), "rho"))
+        W_h = laws.with_spectral_radius(rng.standard_normal((H, H)), draw(st.floats(0.05, 1.5), "rho"))
     elif regime == "orthogonal":
-        W_h = draw(st.floats(0.3, 1.3), "rho") * orthogonal(rng, H)
+        W_h = draw(st.floats(0.3, 1.3), "rho") * laws.orthogonal(H, rng)
     elif regime == "contracting":  # gamma * sigma_max(W_h) = c < 1
-        W_h = with_sigma_max(rng, H, draw(st.floats(0.05, 0.95), "c = gamma*sigma_max") / gamma)
+        c = draw(st.floats(0.05, 0.95), "c = gamma*sigma_max")
+        W_h = laws.with_sigma_max(rng.standard_normal((H, H)), c / gamma)
     elif regime == "exploding":  # rho(W_h) > 1 / gamma: the linearisation grows
-        W_h = with_spectral_radius(rng, H, draw(st.floats(1.05, 1.8), "rho*gamma") / gamma)
+        rho = draw(st.floats(1.05, 1.8), "rho*gamma") / gamma
+        W_h = laws.with_spectral_radius(rng.standard_normal((H, H)), rho)
     elif regime == "saturated":  # |a| large: sigmoid/tanh flat, softmax one-hot
         big = draw(st.sampled_from([10.0, 30.0]), "saturation scale")
         W_x, b_h = W_x * big, b_h * big
@@ -332,5 +315,5 @@ def caps_for(backend) -> Caps:
 __all__ = [
     "Caps", "FULL_CAPS", "MEDIUM_CAPS", "SMALL_CAPS", "PROFILES", "profile_settings", "Problem", "labelled",
     "draw_sizes", "draw_spec", "draw_truncation", "draw_problem", "problems", "REGIMES",
-    "orthogonal", "with_spectral_radius", "with_sigma_max", "spectral_radius", "caps_for",
+    "caps_for",
 ]

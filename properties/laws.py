@@ -91,6 +91,17 @@ def with_spectral_radius(W, rho):
     return W * (float(rho) / r)
 
 
+def with_sigma_max(W, sigma):
+    """W rescaled so that its largest singular value is sigma. W must not be 0."""
+    W = np.asarray(W, dtype=np.float64)
+    if not (np.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"sigma must be a finite number >= 0; got {sigma!r}")
+    s = sigma_max(W)
+    if not s > 0:
+        raise ValueError("W is 0; it cannot be scaled to a largest singular value")
+    return W * (float(sigma) / s)
+
+
 def power_norms(W, K):
     """(||(W^T)^k||_2, rho(W)^k) for k = 0..K, two arrays of length K + 1: the
     first is never below the second (identity activation, any W_h)."""
