@@ -364,7 +364,8 @@ def prop_finite_differences(backend, p: Problem):
         mag = float(np.vdot(np.abs(g), np.abs(v)))
         fd1 = reference.directional_derivative(p.spec, p.params, p.xs, p.targets, direction, h0, dh0_dir, eps)
         fd2 = reference.directional_derivative(p.spec, p.params, p.xs, p.targets, direction, h0, dh0_dir, 2 * eps)
-        # truncation error ~ |fd2 - fd1| / 3 (Richardson), doubled; roundoff ~ 16 u (magnitude of L) / eps.
+        # truncation error of fd1 ~ |fd2 - fd1| / 3 (Richardson); 2 |fd2 - fd1| is six times that, as
+        # the estimate itself drops the higher-order terms; roundoff ~ 16 u (magnitude of L) / eps.
         sat = tol.slope * tol.u * float(np.vdot(np.broadcast_to(floor.get("dh0" if name == "h0" else name, 0.0),
                                                                  v.shape), np.abs(v)))
         s = spread.dh0 if name == "h0" else getattr(spread.grads, name)
