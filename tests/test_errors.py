@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 import reference as R
-from implementations import available_backends, get_backend
+from implementations import get_backend
+from properties.conformance import backend_targets, split_name
 
 T, B, D, H, O = 4, 2, 3, 5, 2
-BACKENDS = [(n, dt) for n in available_backends() for dt in ("float64", "float32")
-            if not (n in ("reference", "rtrl") and dt == "float32")]
+BACKENDS = [(n, dt or "float64") for n, dt in map(split_name, backend_targets())]
 
 
 def good(**over):
