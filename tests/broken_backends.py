@@ -19,13 +19,10 @@ from reference.types import BPTTResult, ForwardResult, RNNParams, Truncation
 class _Wrapped:
     """A correct backend (numpy, float64) whose results pass through ``fix``."""
 
-    base = "numpy"
-    dtype = "float64"
-
     def __init__(self, dtype="float64"):
         from implementations import get_backend
 
-        self.inner = get_backend(self.base, dtype=dtype)
+        self.inner = get_backend("numpy", dtype=dtype)
         self.dtype = dtype
         self.name = f"broken:{type(self).__name__}"
 
@@ -82,8 +79,7 @@ class TruncationOffByOne(_Wrapped):
     def call_bptt(self, spec, params, xs, targets, h0, truncation):
         if truncation is not None:
             truncation = Truncation(truncation.h + 1, truncation.h_prime)
-        res = self.inner.bptt(spec, params, xs, targets, h0=h0, truncation=truncation)
-        return res
+        return self.inner.bptt(spec, params, xs, targets, h0=h0, truncation=truncation)
 
 
 class HPrimeIgnored(_Wrapped):

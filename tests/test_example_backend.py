@@ -1,6 +1,7 @@
-"""The example third-party backend agrees with the reference on a few fixed cases
-(its full conformance run belongs to the checker: bptt-suite check --backend
-examples.my_backend:MyBackend)."""
+"""The example third-party backend: it agrees with the reference on a few fixed
+cases, raises the contract's errors, and passes the whole ci conformance check
+(as `bptt-suite check --backend examples.my_backend:MyBackend` runs it): the
+template that third parties copy must itself conform."""
 from pathlib import Path
 
 import numpy as np

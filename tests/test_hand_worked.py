@@ -21,7 +21,7 @@ def scalar_params(w_x, w_h, b_h, w_y, b_y):
     return R.RNNParams(W_x=[[w_x]], W_h=[[w_h]], b_h=[b_h], W_y=[[w_y]], b_y=[b_y])
 
 
-BACKENDS = [n for n in available_backends()]
+BACKENDS = available_backends()
 
 
 @pytest.fixture(params=BACKENDS)
