@@ -45,7 +45,7 @@ def import_torch():
         import torch
     except ImportError:
         raise Skip("torch is not installed") from None
-    torch.set_num_threads(int(THREADS))
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # as pinned above
     return torch
 
 
@@ -71,18 +71,16 @@ class TorchRNNBaseline:
     """torch.nn.RNN(tanh) + nn.Linear + squared error, autograd: the same model and
     loss as spec = RNNSpec("tanh", "linear", "every"). Inputs are tensors already."""
 
-    def __init__(self, params, xs, targets, dtype="float32", device="cpu"):
+    def __init__(self, params, xs, targets, dtype="float32"):
         torch = self.torch = import_torch()
-        if device == "cuda" and not torch.cuda.is_available():
-            raise Skip("no CUDA device")
         tdtype = getattr(torch, dtype)
         H, D = params.W_x.shape
         O = params.W_y.shape[0]
         self.B = xs.shape[1]
-        self.rnn = torch.nn.RNN(D, H, nonlinearity="tanh", dtype=tdtype, device=device)
-        self.lin = torch.nn.Linear(H, O, dtype=tdtype, device=device)
+        self.rnn = torch.nn.RNN(D, H, nonlinearity="tanh", dtype=tdtype)
+        self.lin = torch.nn.Linear(H, O, dtype=tdtype)
         with torch.no_grad():
-            t = lambda a: torch.as_tensor(np.asarray(a), dtype=tdtype, device=device)  # noqa: E731
+            t = lambda a: torch.as_tensor(np.asarray(a), dtype=tdtype)  # noqa: E731
             self.rnn.weight_ih_l0.copy_(t(params.W_x))
             self.rnn.weight_hh_l0.copy_(t(params.W_h))
             self.rnn.bias_ih_l0.copy_(t(params.b_h))
@@ -133,9 +131,7 @@ def engine_backend(name, dtype):
     """get_backend(name, dtype), or Skip where it cannot run here."""
     get_backend = safe_import()[0]
     if name in ("torch", "torch:cuda", "torch-autograd"):
-        torch = import_torch()
-        if name == "torch:cuda" and not torch.cuda.is_available():
-            raise Skip("torch:cuda needs a CUDA device")
+        import_torch()   # Skip without torch; without CUDA, get_backend's RuntimeError below
     try:
         return get_backend(name, dtype)
     except (ValueError, RuntimeError) as exc:
