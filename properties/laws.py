@@ -31,7 +31,7 @@ import numpy as np
 from reference.types import ACTIVATION_SLOPE, RNNParams, RNNSpec
 
 __all__ = [
-    "orthogonal", "scaled_orthogonal", "with_spectral_radius", "spectral_radius", "sigma_max",
+    "orthogonal", "scaled_orthogonal", "with_spectral_radius", "with_sigma_max", "spectral_radius", "sigma_max",
     "lag_norms", "decay_bound", "orthogonal_law", "power_norms",
     "LawCurve", "law_case", "measure_law", "gradient_law", "plot_laws",
 ]

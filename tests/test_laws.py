@@ -6,7 +6,7 @@ import pytest
 
 from properties.laws import (decay_bound, gradient_law, lag_norms, law_case, measure_law, orthogonal,
                              plot_laws, power_norms, scaled_orthogonal, sigma_max, spectral_radius,
-                             with_spectral_radius)
+                             with_sigma_max, with_spectral_radius)
 from reference import RNNParams, RNNSpec
 
 ACTS = ("identity", "tanh", "sigmoid", "relu")
@@ -50,6 +50,9 @@ def test_matrix_constructors(n, seed):
     assert spectral_radius(G) == pytest.approx(0.9, rel=1e-10)
     assert sigma_max(G) >= 0.9 * (1 - 1e-10)
     np.testing.assert_array_equal(orthogonal(n, seed), Q)  # seedable
+    S = with_sigma_max(np.random.default_rng(seed).standard_normal((n, n)), 0.7)
+    # the 2-norm from a backward-stable SVD: relative error ~ n * eps
+    assert sigma_max(S) == pytest.approx(0.7, rel=1e-13)
 
 
 def test_with_spectral_radius_rejects_nilpotent():
@@ -132,3 +135,4 @@ def test_plot_laws_writes_png(tmp_path):
     assert plot_laws(str(path), T=12, H=4, B=2, rhos=(0.5, 1.5), activations=("identity", "relu")) == str(path)
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+
