@@ -91,14 +91,13 @@ def check(args) -> int:
 
 
 def laws(args) -> int:
+    from properties.laws import plot_laws
+
     try:
-        from properties.laws import plot_laws  # imported only when asked for (needs matplotlib)
-    except ModuleNotFoundError as exc:
-        if exc.name != "properties.laws":
-            raise
-        print("bptt-suite laws: error: properties.laws is not part of this installation", file=sys.stderr)
+        plot_laws(args.plot)
+    except ImportError as exc:  # matplotlib is an optional dependency (the plot extra)
+        print(f"bptt-suite laws: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
-    plot_laws(args.plot)
     return 0
 
 

@@ -136,3 +136,13 @@ def test_plot_laws_writes_png(tmp_path):
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
 
+
+def test_laws_command_without_matplotlib_is_a_clear_error(monkeypatch, capsys, tmp_path):
+    import properties.laws
+    from properties.cli import main
+
+    def no_matplotlib():
+        raise ImportError("plotting the laws needs matplotlib")
+    monkeypatch.setattr(properties.laws, "_pyplot", no_matplotlib)
+    assert main(["laws", "--plot", str(tmp_path / "laws.png")]) == 2
+    assert "needs matplotlib" in capsys.readouterr().err
