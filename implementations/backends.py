@@ -3,10 +3,8 @@ the shared engine (numpy, torch, torch:cuda), the reference, RTRL, and PyTorch
 autograd as an outside oracle."""
 from __future__ import annotations
 
-from reference.bptt import _bptt as reference_bptt
-from reference.bptt import _forward as reference_forward
-from reference.bptt import blocks, scored_steps
-from reference.rtrl import _rtrl
+from reference.bptt import blocks, run_bptt, run_forward, scored_steps, stack_states
+from reference.rtrl import run_rtrl
 from reference.types import RNNParams
 from reference.validation import overflow_error
 
@@ -22,12 +20,12 @@ class ReferenceBackend(Backend):
     dtypes = ("float64",)
 
     def _forward(self, case):
-        _, hs, ys = reference_forward(case)
-        return hs[1:], ys
+        states, _, ys = run_forward(case)
+        return stack_states(states, 0), ys, (stack_states(states, 1) if case.c0 is not None else None)
 
     def _bptt(self, case, checked=False):
-        r = reference_bptt(case)  # checks every step itself
-        return r.loss, r.grads, r.dh0, r.dhs
+        r = run_bptt(case)  # checks every step itself
+        return r.loss, r.grads, r.dh0, r.dhs, r.dc0, r.dcs
 
 
 class RTRLBackend(ReferenceBackend):
@@ -37,8 +35,13 @@ class RTRLBackend(ReferenceBackend):
     name = "rtrl"
 
     def _bptt(self, case, checked=False):
-        r = _rtrl(case)
-        return r.loss, r.grads, r.dh0, r.dhs
+        r = run_rtrl(case)
+        return r.loss, r.grads, r.dh0, r.dhs, r.dc0, r.dcs
+
+
+def _elman_only(case):
+    if case.spec.cell != "elman":
+        raise NotImplementedError(f"cell {case.spec.cell!r}")
 
 
 class NumpyBackend(Backend):
@@ -51,9 +54,11 @@ class NumpyBackend(Backend):
         self.ops = NumpyOps(self.dtype)
 
     def _forward(self, case):
+        _elman_only(case)
         return engine.forward(self.ops, case)
 
     def _bptt(self, case, checked=False):
+        _elman_only(case)
         return engine.bptt(self.ops, case, checked)
 
 
@@ -143,6 +148,7 @@ class TorchAutogradBackend(TorchBackend):
         return total / case.B
 
     def _forward(self, case):
+        _elman_only(case)
         with self._torch.no_grad():
             P = {n: self._t(w) for n, w in case.params.as_dict().items()}
             step, _, _ = self._cell(case, P)
@@ -155,6 +161,7 @@ class TorchAutogradBackend(TorchBackend):
             return hs, hs @ P["W_y"].T + P["b_y"]
 
     def _bptt(self, case, checked=False):
+        _elman_only(case)
         torch = self._torch
         with torch.enable_grad():
             P = {n: self._t(w).requires_grad_() for n, w in case.params.as_dict().items()}

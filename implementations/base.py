@@ -1,6 +1,6 @@
 """What every built-in backend shares: validation on the way in, float64 numpy
 and the overflow check on the way out. A backend supplies ``_forward(case)`` and
-``_bptt(case)`` on a validated ``reference.Case``."""
+``_bptt(case, checked=False)`` on a validated ``reference.Case``."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +20,11 @@ def check_dtype(dtype, allowed=DTYPES):
 
 class Backend:
     """Base of the built-in backends. Subclasses set ``name`` and implement
-    ``_forward(case) -> (hs, ys)`` and ``_bptt(case) -> (loss, grads, dh0, dhs)``
-    with array-likes that ``to_numpy`` turns into numpy float64."""
+    ``_forward(case) -> (hs, ys[, cs])`` and
+    ``_bptt(case, checked=False) -> (loss, grads, dh0, dhs[, dc0, dcs])`` with
+    array-likes that ``to_numpy`` turns into numpy float64 (cs, dc0, dcs for the
+    LSTM). ``checked=True`` asks for a FloatingPointError naming the first step where
+    a non-finite value appears; it is passed only after a non-finite result."""
 
     name = "base"
     dtypes = DTYPES
@@ -36,25 +39,27 @@ class Backend:
     def to_numpy(a):
         return None if a is None else np.asarray(a, dtype=np.float64)
 
-    def forward(self, spec, params, xs, h0=None) -> ForwardResult:
-        case = validate_forward(spec, params, xs, h0)
+    def forward(self, spec, params, xs, h0=None, c0=None) -> ForwardResult:
+        case = validate_forward(spec, params, xs, h0, c0)
         with np.errstate(all="ignore"):
-            hs, ys = self._forward(case)
-        hs, ys = self.to_numpy(hs), self.to_numpy(ys)
-        step = first_nonfinite_step(np.concatenate([hs, ys], axis=2))
+            hs, ys, cs = (tuple(self._forward(case)) + (None,))[:3]
+        hs, ys, cs = self.to_numpy(hs), self.to_numpy(ys), self.to_numpy(cs)
+        step = first_nonfinite_step(np.concatenate([a for a in (hs, ys, cs) if a is not None], axis=2))
         if step is not None:
             raise overflow_error("forward pass", step, case.T)
-        return ForwardResult(hs=hs, ys=ys)
+        return ForwardResult(hs=hs, ys=ys, cs=cs)
 
-    def bptt(self, spec, params, xs, targets, h0=None, truncation=None) -> BPTTResult:
-        case = validate_bptt(spec, params, xs, targets, h0, truncation)
+    def bptt(self, spec, params, xs, targets, h0=None, truncation=None, c0=None) -> BPTTResult:
+        case = validate_bptt(spec, params, xs, targets, h0, truncation, c0)
         with np.errstate(all="ignore"):
-            loss, grads, dh0, dhs = self._bptt(case)
+            loss, grads, dh0, dhs, dc0, dcs = (tuple(self._bptt(case)) + (None, None))[:6]
         result = BPTTResult(
             loss=float(loss),
             grads=RNNParams(**{n: self.to_numpy(g) for n, g in grads.as_dict().items()}),
             dh0=self.to_numpy(dh0),
             dhs=self.to_numpy(dhs),
+            dc0=self.to_numpy(dc0),
+            dcs=self.to_numpy(dcs),
         )
         if not _all_finite(result):
             self._raise_overflow(case)
@@ -74,12 +79,11 @@ class Backend:
     def _forward(self, case):
         raise NotImplementedError
 
-    def _bptt(self, case):
+    def _bptt(self, case, checked=False):
         raise NotImplementedError
 
 
 def _all_finite(result):
     arrays = [result.dh0, *result.grads.as_dict().values()]
-    if result.dhs is not None:
-        arrays.append(result.dhs)
+    arrays += [a for a in (result.dhs, result.dc0, result.dcs) if a is not None]
     return np.isfinite(result.loss) and all(np.isfinite(a).all() for a in arrays)

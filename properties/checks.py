@@ -25,8 +25,8 @@ from hypothesis import reject
 from hypothesis import strategies as st
 
 import reference
-from reference.bptt import _forward as _ref_forward_case
 from reference.bptt import loss_terms as _ref_loss_terms
+from reference.bptt import run_forward as _ref_forward_case
 from reference.types import RNNParams, RNNSpec, Truncation
 from reference.validation import validate_bptt
 
@@ -405,7 +405,7 @@ def _loss_magnitude(p: Problem) -> float:
 def _preactivations(p, params, h0):
     case = validate_bptt(p.spec, params, p.xs, p.targets, h0)
     with np.errstate(all="ignore"):
-        return _ref_forward_case(case)[0]
+        return np.stack([cache[-1] for cache in _ref_forward_case(case)[1]])  # Elman caches end with a_t
 
 
 def _reject_relu_kink(p, direction, h0, dh0_dir, eps):
@@ -571,7 +571,8 @@ def prop_truncation_error_bound(backend, p: Problem):
     m = tr.h - tr.h_prime + 1
     case = validate_bptt(p.spec, p.params, p.xs, p.targets, p.h0)
     with np.errstate(all="ignore"):
-        _, hs, ys = _ref_forward_case(case)   # hs[0] = h0
+        states, _, ys = _ref_forward_case(case)
+        hs = np.stack([s[0] for s in states])  # hs[0] = h0
         _, dys = _ref_loss_terms(case, ys)
     e_norm = np.linalg.norm(dys @ np.asarray(p.params.W_y), axis=2)      # (T, B): ||e_t[b]||
     sums = {"W_h": np.linalg.norm(hs[:-1], axis=2).max(axis=0),         # max_s ||h_{s-1}[b]||

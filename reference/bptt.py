@@ -1,12 +1,15 @@
 """The reference: float64 BPTT written the way the textbook writes it.
 
-    a_t = W_x x_t + W_h h_{t-1} + b_h          h_t = f(a_t)         y_t = W_y h_t + b_y
-    L   = (1/B) sum_{t in S} sum_b l(y_t[b], d_t[b]) + (l2/2)(|W_x|^2 + |W_h|^2 + |W_y|^2)
+    state_t = step(state_{t-1}, x_t)             (the cell: reference.cells)
+    y_t     = W_y h_t + b_y
+    L       = (1/B) sum_{t in S} sum_b l(y_t[b], d_t[b]) + (l2/2)(|W_x|^2 + |W_h|^2 + |W_y|^2)
 
+For the Elman cell the step is a_t = W_x x_t + W_h h_{t-1} + b_h, h_t = f(a_t); the
+LSTM and GRU steps are written out in ``reference.cells`` with their equations.
 One forward loop, one backward loop, nothing clever: the other backends are fast,
 this one is meant to be checked by eye. Arrays are time-major with the batch on the
 second axis; a row vector per batch element, so ``W x`` is written ``x @ W.T``.
-Index 0 of the time axis is step t = 1.
+Index 0 of the time axis is step t = 1. A state is a tuple: (h,) or, for the LSTM, (h, c).
 """
 from __future__ import annotations
 
@@ -16,36 +19,26 @@ from .types import BPTTResult, ForwardResult, RNNParams
 from .validation import overflow_error, validate_bptt, validate_forward
 
 
-def _sigmoid(a):
-    return 1.0 / (1.0 + np.exp(-a))
+def run_forward(case):
+    """The forward pass of a validated case: (states, caches, ys) where states[t] is
+    the state tuple at step t (states[0] the initial state), caches[t - 1] what the
+    cell's backward step needs of step t, and ys the outputs (T, B, O)."""
+    cell, p, act = case.cell, case.params, case.spec.activation
+    states, caches = [case.state0], []
+    ys = np.zeros((case.T, case.B, case.O))
+    for t in range(1, case.T + 1):
+        state, cache = cell.step(p, case.xs[t - 1], states[t - 1], act)   # state_t = step(state_{t-1}, x_t)
+        states.append(state)
+        caches.append(cache)
+        ys[t - 1] = state[0] @ p.W_y.T + p.b_y                              # y_t = W_y h_t + b_y
+        if not (all(np.isfinite(s).all() for s in state) and np.isfinite(ys[t - 1]).all()):
+            raise overflow_error("forward pass", t, case.T)
+    return states, caches, ys
 
 
-# f and f' (as a function of the pre-activation a). relu'(0) is 0.
-ACTIVATION = {
-    "tanh": (np.tanh, lambda a: 1.0 - np.tanh(a) ** 2),
-    "sigmoid": (_sigmoid, lambda a: _sigmoid(a) * (1.0 - _sigmoid(a))),
-    "relu": (lambda a: np.maximum(a, 0.0), lambda a: (a > 0).astype(np.float64)),
-    "identity": (lambda a: a, np.ones_like),
-}
-
-
-def _forward(case):
-    """Returns the pre-activations as (T, B, H), the states hs (T+1, B, H) with
-    hs[0] = h0, and the outputs ys (T, B, O)."""
-    W_x, W_h, b_h, W_y, b_y = case.params.W_x, case.params.W_h, case.params.b_h, case.params.W_y, case.params.b_y
-    f, _ = ACTIVATION[case.spec.activation]
-    T = case.T
-    as_ = np.zeros((T, case.B, case.H))
-    hs = np.zeros((T + 1, case.B, case.H))
-    ys = np.zeros((T, case.B, case.O))
-    hs[0] = case.h0
-    for t in range(1, T + 1):
-        as_[t - 1] = case.xs[t - 1] @ W_x.T + hs[t - 1] @ W_h.T + b_h  # a_t = W_x x_t + W_h h_{t-1} + b_h
-        hs[t] = f(as_[t - 1])                                            # h_t = f(a_t)
-        ys[t - 1] = hs[t] @ W_y.T + b_y                                  # y_t = W_y h_t + b_y
-        if not (np.isfinite(hs[t]).all() and np.isfinite(ys[t - 1]).all()):
-            raise overflow_error("forward pass", t, T)
-    return as_, hs, ys
+def stack_states(states, k):
+    """Component k of the states 1..T as a (T, B, H) array (k = 0: h, k = 1: c)."""
+    return np.stack([s[k] for s in states[1:]])
 
 
 def _step_loss(output, y, d):
@@ -92,58 +85,64 @@ def loss_terms(case, ys):
             raise overflow_error("loss", t, T)
         loss += l_t.sum() / B
         dys[t - 1] = dl_dy / B
-    loss += spec.l2 / 2 * sum((w ** 2).sum() for w in (p.W_x, p.W_h, p.W_y))
+    loss += spec.l2 / 2 * sum((getattr(p, n) ** 2).sum() for n in case.cell.l2)
     if not np.isfinite(loss):
         raise FloatingPointError("overflow in the loss: the sum of the loss terms and the l2 term is not finite")
     return loss, dys
 
 
-def forward(spec, params, xs, h0=None) -> ForwardResult:
-    case = validate_forward(spec, params, xs, h0)
+def forward(spec, params, xs, h0=None, c0=None) -> ForwardResult:
+    case = validate_forward(spec, params, xs, h0, c0)
     with np.errstate(all="ignore"):
-        _, hs, ys = _forward(case)
-    return ForwardResult(hs=hs[1:], ys=ys)
+        states, _, ys = run_forward(case)
+    cs = stack_states(states, 1) if len(case.state0) > 1 else None
+    return ForwardResult(hs=stack_states(states, 0), ys=ys, cs=cs)
 
 
-def bptt(spec, params, xs, targets, h0=None, truncation=None) -> BPTTResult:
-    case = validate_bptt(spec, params, xs, targets, h0, truncation)
+def bptt(spec, params, xs, targets, h0=None, truncation=None, c0=None) -> BPTTResult:
+    case = validate_bptt(spec, params, xs, targets, h0, truncation, c0)
     with np.errstate(all="ignore"):
-        return _bptt(case)
+        return run_bptt(case)
 
 
-def _bptt(case):
-    spec, p = case.spec, case.params
-    T, B = case.T, case.B
-    _, fprime = ACTIVATION[spec.activation]
-    as_, hs, ys = _forward(case)
+def run_bptt(case):
+    """BPTT(h; h') of a validated case (full BPTT when case.truncation is None)."""
+    spec, p, cell = case.spec, case.params, case.cell
+    T, B, H = case.T, case.B, case.H
+    states, caches, ys = run_forward(case)
+    hs = stack_states(states, 0)
+    n_state = len(case.state0)
 
     loss, dys = loss_terms(case, ys)
 
     # The output layer is not recurrent: dL/dW_y = sum_t dy_t^T h_t, dL/db_y = sum_t dy_t.
-    dW_y = sum(dys[t - 1].T @ hs[t] for t in range(1, T + 1))
-    db_y = dys.sum(axis=(0, 1))
+    grads = {n: np.zeros_like(getattr(p, n)) for n in cell.params}
+    grads["W_y"] = np.einsum("tbo,tbh->oh", dys, hs)
+    grads["b_y"] = dys.sum(axis=(0, 1))
 
-    dW_x, dW_h, db_h = np.zeros_like(p.W_x), np.zeros_like(p.W_h), np.zeros_like(p.b_h)
-    dh0 = np.zeros((B, case.H))
-    dhs = np.zeros((T, B, case.H)) if case.truncation is None else None
+    d0 = [np.zeros((B, H)) for _ in range(n_state)]                  # dL/d(h0, c0)
+    full = case.truncation is None
+    totals = [np.zeros((T, B, H)) for _ in range(n_state)] if full else None   # dhs (, dcs)
     for first, e, s in blocks(T, case.truncation):
-        dh_next = np.zeros((B, case.H))  # what flows into h_t from step t+1, inside this block
+        dnext = tuple(np.zeros((B, H)) for _ in range(n_state))       # into state_t from step t+1, in this block
         for t in range(e, s - 1, -1):
-            dh = dh_next + (dys[t - 1] @ p.W_y if t >= first else 0.0)  # dL/dh_t
-            if dhs is not None:
-                dhs[t - 1] = dh
-            da = dh * fprime(as_[t - 1])        # dL/da_t = dL/dh_t * f'(a_t)
-            dW_x += da.T @ case.xs[t - 1]       # a_t = W_x x_t + ...
-            dW_h += da.T @ hs[t - 1]            #     ... + W_h h_{t-1} + ...
-            db_h += da.sum(axis=0)              #     ... + b_h
-            dh_next = da @ p.W_h                # dL/dh_{t-1} through a_t
-            if not all(np.isfinite(g).all() for g in (dh, dW_x, dW_h, db_h)):
+            dh = dnext[0] + (dys[t - 1] @ p.W_y if t >= first else 0.0)     # dL/dh_t (c_t held fixed)
+            dnext, g, total = cell.backward(p, caches[t - 1], (dh,) + dnext[1:], spec.activation)
+            for n, v in g.items():
+                grads[n] += v
+            if full:
+                for k in range(n_state):
+                    totals[k][t - 1] = total[k]
+            if not all(np.isfinite(v).all() for v in (*dnext, *g.values())):
                 raise overflow_error("backward pass", t, T)
-        if s == 1:                              # h_0 = h0; a block stopping later adds nothing
-            dh0 += dh_next
+        if s == 1:                        # state_0 is the constant the block starts from; a later one adds nothing
+            for k in range(n_state):
+                d0[k] += dnext[k]
 
-    grads = RNNParams(W_x=dW_x + spec.l2 * p.W_x, W_h=dW_h + spec.l2 * p.W_h, b_h=db_h,
-                      W_y=dW_y + spec.l2 * p.W_y, b_y=db_y)
-    if not all(np.isfinite(g).all() for g in (grads.W_y, grads.b_y, dh0)):
-        raise FloatingPointError("overflow in the gradients of the output layer or of h0")
-    return BPTTResult(loss=float(loss), grads=grads, dh0=dh0, dhs=dhs)
+    for n in cell.l2:                     # + (l2/2) |W|^2 in the loss, + l2 W in the gradient
+        grads[n] = grads[n] + spec.l2 * getattr(p, n)
+    result = BPTTResult(loss=float(loss), grads=RNNParams(**grads), dh0=d0[0], dhs=totals[0] if full else None,
+                        dc0=d0[1] if n_state > 1 else None, dcs=totals[1] if full and n_state > 1 else None)
+    if not all(np.isfinite(g).all() for g in (grads["W_y"], grads["b_y"], *d0)):
+        raise FloatingPointError("overflow in the gradients of the output layer or of the initial state")
+    return result

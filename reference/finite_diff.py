@@ -10,30 +10,34 @@ from __future__ import annotations
 
 import numpy as np
 
-from .bptt import _forward, loss_terms
+from .bptt import loss_terms, run_forward
 from .types import RNNParams
 from .validation import validate_bptt
 
 
-def loss(spec, params, xs, targets, h0=None) -> float:
+def loss(spec, params, xs, targets, h0=None, c0=None) -> float:
     """L of the contract (the l2 term included), by the reference forward pass."""
-    case = validate_bptt(spec, params, xs, targets, h0)
+    case = validate_bptt(spec, params, xs, targets, h0, c0=c0)
     with np.errstate(all="ignore"):
-        _, _, ys = _forward(case)
+        _, _, ys = run_forward(case)
         return float(loss_terms(case, ys)[0])
 
 
-def directional_derivative(spec, params, xs, targets, direction, h0=None, dh0_direction=None, eps=1e-5):
-    """The central difference of L along (direction, dh0_direction); compare with
-    sum(grad * direction) + sum(dh0 * dh0_direction)."""
+def directional_derivative(spec, params, xs, targets, direction, h0=None, dh0_direction=None, eps=1e-5,
+                           c0=None, dc0_direction=None):
+    """The central difference of L along (direction, dh0_direction, dc0_direction);
+    compare with sum(grad * direction) + sum(dh0 * dh0_direction) + sum(dc0 * dc0_direction)."""
     if not isinstance(direction, RNNParams):
         raise TypeError(f"direction must be an RNNParams; got {type(direction).__name__}")
-    case = validate_bptt(spec, params, xs, targets, h0)
+    case = validate_bptt(spec, params, xs, targets, h0, c0=c0)
     u = case.h0 * 0 if dh0_direction is None else np.asarray(dh0_direction, dtype=np.float64)
+    w = None if case.c0 is None else (case.c0 * 0 if dc0_direction is None
+                                      else np.asarray(dc0_direction, dtype=np.float64))
 
     def at(step):
-        moved = RNNParams(**{n: w + step * np.asarray(getattr(direction, n), dtype=np.float64)
-                             for n, w in case.params.as_dict().items()})
-        return loss(spec, moved, case.xs, case.targets, case.h0 + step * u)
+        moved = RNNParams(**{n: a + step * np.asarray(getattr(direction, n), dtype=np.float64)
+                             for n, a in case.params.as_dict().items()})
+        return loss(spec, moved, case.xs, case.targets, case.h0 + step * u,
+                    None if w is None else case.c0 + step * w)
 
     return (at(eps) - at(-eps)) / (2 * eps)

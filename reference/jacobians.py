@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from .bptt import ACTIVATION, _forward
+from .bptt import run_forward
+from .cells import ACTIVATION
 from .types import RNNParams
 from .validation import validate_forward
 
 
 def step_jacobians(spec, params, xs, h0=None):
-    """(T, B, H, H): J[t-1] = dh_t/dh_{t-1} = diag(f'(a_t)) W_h."""
+    """(T, B, H, H): J[t-1] = dh_t/dh_{t-1} = diag(f'(a_t)) W_h (Elman cells)."""
     case = validate_forward(spec, params, xs, h0)
-    _, fprime = ACTIVATION[spec.activation]
+    if spec.cell != "elman":
+        raise ValueError(f"spec.cell must be 'elman' for step_jacobians (the Elman Jacobian diag(f'(a_t)) W_h); "
+                         f"got {spec.cell!r}")
     with np.errstate(all="ignore"):
-        as_, _, _ = _forward(case)
-    return fprime(as_)[..., None] * case.params.W_h
+        _, caches, _ = run_forward(case)
+    as_ = np.stack([a for _, _, a in caches])
+    return ACTIVATION[spec.activation].fprime(as_)[..., None] * case.params.W_h
 
 
 def state_jacobian(spec, params, xs, t, s, h0=None):

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .bptt import ACTIVATION, _forward, blocks, loss_terms
+from .bptt import blocks, loss_terms, run_forward
+from .cells import ACTIVATION
 from .types import BPTTResult, RNNParams
 from .validation import overflow_error, validate_bptt
 
 
-def rtrl(spec, params, xs, targets, h0=None, truncation=None) -> BPTTResult:
-    case = validate_bptt(spec, params, xs, targets, h0, truncation)
+def rtrl(spec, params, xs, targets, h0=None, truncation=None, c0=None) -> BPTTResult:
+    case = validate_bptt(spec, params, xs, targets, h0, truncation, c0)
     with np.errstate(all="ignore"):
-        return _rtrl(case)
+        return run_rtrl(case)
 
 
 def _explicit(H, v):
@@ -35,10 +36,14 @@ def _explicit(H, v):
     return out.reshape(B, H, H * n)
 
 
-def _rtrl(case):
+def run_rtrl(case):
+    if case.spec.cell != "elman":
+        raise NotImplementedError(f"cell {case.spec.cell!r}: RTRL of gated cells")
     p, T, B, H, D = case.params, case.T, case.B, case.H, case.D
-    _, fprime = ACTIVATION[case.spec.activation]
-    as_, hs, ys = _forward(case)
+    fprime = ACTIVATION[case.spec.activation].fprime
+    states, caches, ys = run_forward(case)
+    as_ = np.stack([a for _, _, a in caches])
+    hs = np.stack([s[0] for s in states])
     loss, dys = loss_terms(case, ys)
     es = dys @ p.W_y                                   # e_t = dl_t/dh_t / B, zero off S
     full = case.truncation is None

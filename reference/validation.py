@@ -12,6 +12,7 @@ from typing import Optional
 
 import numpy as np
 
+from .cells import CELLS
 from .types import ACTIVATIONS, OUTPUTS, TARGETS, RNNParams, RNNSpec, Truncation
 
 
@@ -21,7 +22,12 @@ def _choice(name, value, allowed):
 
 
 def check_spec(spec: RNNSpec) -> None:
+    _choice("cell", spec.cell, tuple(CELLS))
     _choice("activation", spec.activation, ACTIVATIONS)
+    allowed = CELLS[spec.cell].activations
+    if spec.activation not in allowed:
+        raise ValueError(f"activation must be one of {', '.join(map(repr, allowed))} for cell {spec.cell!r} "
+                         f"(its gates fix their own nonlinearities); got {spec.activation!r}")
     _choice("output", spec.output, OUTPUTS)
     _choice("targets", spec.targets, TARGETS)
     l2 = spec.l2
@@ -66,7 +72,7 @@ class CaseSizes:
 
     @property
     def H(self):
-        return self.params.W_h.shape[0]
+        return self.params.W_h.shape[1]
 
     @property
     def O(self):  # noqa: E743 - the contract's name for the output size
@@ -83,6 +89,17 @@ class Case(CaseSizes):
     h0: np.ndarray  # (B, H); zeros when the caller passed none
     targets: Optional[np.ndarray]  # (T, B, O) float64, or (T, B) int64 class indices
     truncation: Optional[Truncation]  # None when nothing is cut (also when h >= T)
+    c0: Optional[np.ndarray] = None  # (B, H) for "lstm" (zeros when the caller passed none); else None
+
+    @property
+    def cell(self):
+        """The row of ``reference.cells.CELLS`` for this case's cell."""
+        return CELLS[self.spec.cell]
+
+    @property
+    def state0(self) -> tuple:
+        """The initial state: (h0,) or (h0, c0)."""
+        return (self.h0,) if self.c0 is None else (self.h0, self.c0)
 
 
 def _to_numpy(name, value):
@@ -126,30 +143,37 @@ def _readonly_float64(name, value, expected, labels):
     return view
 
 
-def _check_params(params):
+def _check_params(params, cell):
     if not isinstance(params, RNNParams):
         raise TypeError(f"params must be an RNNParams; got {type(params).__name__}")
+    G = cell.G
+    rows = f"{G}H" if G > 1 else "H"
+    for_cell = f" for cell {cell.name!r}" if G > 1 else ""
     W_h = _to_numpy("W_h", params.W_h)
-    if W_h.ndim != 2 or W_h.shape[0] != W_h.shape[1] or W_h.shape[0] == 0:
-        raise ValueError(f"W_h must be a square matrix of shape (H, H) with H >= 1; got shape {W_h.shape}")
-    H = W_h.shape[0]
+    if W_h.ndim != 2 or W_h.shape[1] == 0 or W_h.shape[0] != G * W_h.shape[1]:
+        raise ValueError(f"W_h must have shape ({rows}, H) with H >= 1{for_cell}; got shape {W_h.shape}")
+    H = W_h.shape[1]
     W_x = _to_numpy("W_x", params.W_x)
-    _check_shape("W_x", W_x, (H, None), ("H", "D"))
+    _check_shape("W_x", W_x, (G * H, None), (rows, "D"))
     if W_x.shape[1] == 0:
-        raise ValueError(f"W_x must have shape (H, D) with D >= 1; got shape {W_x.shape}")
+        raise ValueError(f"W_x must have shape ({rows}, D) with D >= 1; got shape {W_x.shape}")
     W_y = _to_numpy("W_y", params.W_y)
     _check_shape("W_y", W_y, (None, H), ("O", "H"))
     if W_y.shape[0] == 0:
         raise ValueError(f"W_y must have shape (O, H) with O >= 1; got shape {W_y.shape}")
-    D, O = W_x.shape[1], W_y.shape[0]
-    shapes = {"W_x": ((H, D), ("H", "D")), "W_h": ((H, H), ("H", "H")), "b_h": ((H,), ("H",)),
-              "W_y": ((O, H), ("O", "H")), "b_y": ((O,), ("O",))}
-    arrays = {n: _readonly_float64(n, getattr(params, n), *shapes[n]) for n in RNNParams.names()}
+    for name in ("b_hn",):
+        if name in cell.extra and getattr(params, name) is None:
+            raise ValueError(f"{name} must be an array of shape (H,) = ({H},) for cell {cell.name!r}; got None")
+        if name not in cell.extra and getattr(params, name) is not None:
+            raise ValueError(f"{name} must be None for cell {cell.name!r} (only 'gru' has it); "
+                             f"got {type(getattr(params, name)).__name__}")
+    shapes = cell.shapes(W_x.shape[1], H, W_y.shape[0])
+    arrays = {n: _readonly_float64(n, getattr(params, n), *shapes[n]) for n in cell.params}
     return RNNParams(**arrays)
 
 
 def _check_xs_h0(params, xs, h0):
-    H, D = params.W_x.shape
+    H, D = params.W_h.shape[1], params.W_x.shape[1]
     xs = _readonly_float64("xs", xs, (None, None, D), ("T", "B", "D"))
     T, B, _ = xs.shape
     if T == 0 or B == 0:
@@ -191,15 +215,29 @@ def _check_spec_arg(spec):
     check_spec(spec)  # again: a dataclass can be built around __post_init__
 
 
-def validate_forward(spec, params, xs, h0=None) -> Case:
+def _check_c0(spec, c0, B, H):
+    if spec.cell != "lstm":
+        if c0 is not None:
+            raise ValueError(f"c0 must be None for cell {spec.cell!r} (only 'lstm' has a cell state); "
+                             f"got {type(c0).__name__}")
+        return None
+    if c0 is None:
+        c0 = np.zeros((B, H))
+        c0.flags.writeable = False
+        return c0
+    return _readonly_float64("c0", c0, (B, H), ("B", "H"))
+
+
+def validate_forward(spec, params, xs, h0=None, c0=None) -> Case:
     _check_spec_arg(spec)
-    params = _check_params(params)
+    params = _check_params(params, CELLS[spec.cell])
     xs, h0 = _check_xs_h0(params, xs, h0)
-    return Case(spec, params, xs, h0, None, None)
+    c0 = _check_c0(spec, c0, xs.shape[1], params.W_h.shape[1])
+    return Case(spec, params, xs, h0, None, None, c0)
 
 
-def validate_bptt(spec, params, xs, targets, h0=None, truncation=None) -> Case:
-    case = validate_forward(spec, params, xs, h0)
+def validate_bptt(spec, params, xs, targets, h0=None, truncation=None, c0=None) -> Case:
+    case = validate_forward(spec, params, xs, h0, c0)
     targets = _check_targets(spec, targets, case.T, case.B, case.O)
     if truncation is not None:
         if isinstance(truncation, numbers.Integral) and not isinstance(truncation, bool):
@@ -209,7 +247,7 @@ def validate_bptt(spec, params, xs, targets, h0=None, truncation=None) -> Case:
         truncation = Truncation(truncation.h, truncation.h_prime)  # re-checked
         if truncation.h >= case.T:  # nothing is cut: full BPTT (contract section 2)
             truncation = None
-    return Case(spec, case.params, case.xs, case.h0, targets, truncation)
+    return Case(spec, case.params, case.xs, case.h0, targets, truncation, case.c0)
 
 
 # ---------------------------------------------------------------------------
