@@ -33,7 +33,7 @@ from reference.types import ACTIVATION_SLOPE, RNNParams, RNNSpec
 __all__ = [
     "orthogonal", "scaled_orthogonal", "with_spectral_radius", "with_sigma_max", "spectral_radius", "sigma_max",
     "lag_norms", "decay_bound", "orthogonal_law", "power_norms",
-    "LawCurve", "law_case", "measure_law", "gradient_law", "plot_laws",
+    "LawCurve", "law_case", "measure_law", "gradient_law", "plot_laws", "carousel_gates",
 ]
 
 
@@ -303,3 +303,27 @@ def plot_laws(path, backend="reference", rhos=(0.5, 0.9, 1.0, 1.1, 1.5),
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+# ---------------------------------------------------------------------------
+# Gated cells: the exact carousel laws (W_h = 0)
+
+
+def carousel_gates(spec, params, xs):
+    """(T, B, H): the gate that carries the gradient back one step of a gated cell
+    whose W_h is 0, so that the gates depend on x_t alone: the LSTM's forget gate
+    f_t = sigma(W_xf x_t + b_f), with dL/dc_{t-1} = dL/dc_t * f_t, or the GRU's update
+    gate z_t = sigma(W_xz x_t + b_z), with dL/dh_{t-1} = dL/dh_t * z_t."""
+    from reference.cells import CELLS, sigmoid
+
+    cell = CELLS[spec.cell]
+    if cell.carousel_gate is None:
+        raise ValueError(f"spec.cell must be a gated cell ('lstm' or 'gru'); got {spec.cell!r}")
+    W_h = np.asarray(params.W_h, dtype=np.float64)
+    if np.any(W_h != 0):
+        raise ValueError("params.W_h must be 0: the carousel laws hold when the gates depend on x_t alone")
+    H = W_h.shape[1]
+    rows = cell.block(cell.carousel_gate, H)
+    xs = np.asarray(xs, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        return sigmoid(xs @ np.asarray(params.W_x, dtype=np.float64)[rows].T + np.asarray(params.b_h)[rows])

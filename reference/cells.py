@@ -26,7 +26,7 @@ contract's ``dcs`` holds).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -143,6 +143,10 @@ class Cell:
     step: Callable        # step(p, x, state, act) -> (state, cache)
     backward: Callable    # backward(p, cache, dstate, act) -> (dstate_prev, grads of the step, dstate total)
     l2: tuple = ("W_x", "W_h", "W_y")   # the weights the l2 term covers (never a bias)
+    #: The gate that carries the gradient back one step when W_h = 0 (the exact laws of
+    #: section 6): the LSTM's forget gate (dL/dc_{t-1} = dL/dc_t f_t), the GRU's update gate
+    #: (dL/dh_{t-1} = dL/dh_t z_t); None for the Elman cell.
+    carousel_gate: Optional[str] = None
 
     @property
     def G(self) -> int:
@@ -177,8 +181,8 @@ CELLS = {c.name: c for c in [
     Cell("elman", gates=("a",), state=("h",), extra=(), activations=("tanh", "sigmoid", "relu", "identity"),
          laws=ELMAN_LAWS, step=elman_step, backward=elman_backward),
     Cell("lstm", gates=("i", "f", "g", "o"), state=("h", "c"), extra=(), activations=("tanh",),
-         laws=("lstm_carousel",), step=lstm_step, backward=lstm_backward),
+         laws=("lstm_carousel",), step=lstm_step, backward=lstm_backward, carousel_gate="f"),
     Cell("gru", gates=("r", "z", "n"), state=("h",), extra=("b_hn",), activations=("tanh",),
-         laws=("gru_carousel",), step=gru_step, backward=gru_backward),
+         laws=("gru_carousel",), step=gru_step, backward=gru_backward, carousel_gate="z"),
 ]}
 CELL_NAMES = tuple(CELLS)
