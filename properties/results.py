@@ -173,3 +173,25 @@ def compare_bptt(cmp: Comparison, got, want, spread, prefix="", floor=None):
 
 def result_scale(r):
     return max_abs(np.array([r.loss]), r.dh0, r.dhs, *r.grads.as_dict().values())
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What a property may return instead of a bare float: ``ratio``, the worst error
+    as a fraction of what was allowed (<= 1 when it holds; the comparable figure of the
+    report), and ``raw``, the numbers behind it (worst absolute and relative error,
+    where, the tolerance) for the details and the JSON."""
+
+    ratio: float
+    raw: dict
+
+
+class Unsupported(NotImplementedError):
+    """A case needs a feature the backend declared it lacks (contract section 5,
+    "Partial backends"): the checker records ``feature`` and draws another case.
+    Raised by the properties, e.g. when a backend returns dhs=None for full BPTT and
+    the property needs dhs (feature "dhs")."""
+
+    def __init__(self, feature: str):
+        super().__init__(f"{feature} is not supported by this backend")
+        self.feature = feature
