@@ -254,7 +254,7 @@ class TorchAutogradBackend(Backend):
             P = {n: self._t(w).requires_grad_() for n, w in case.params.as_dict().items()}
             cell = self._cell(case, P)
             xs = [self._t(x) for x in case.xs]
-            targets = (torch.as_tensor(case.targets, dtype=torch.int64) if case.spec.output == "softmax"
+            targets = (torch.tensor(case.targets, dtype=torch.int64) if case.spec.output == "softmax"
                        else self._t(case.targets))
             scored = set(scored_steps(case.spec, T))
             with torch.no_grad():                      # the states every block starts from
