@@ -130,7 +130,7 @@ def _gated_corner(name, cell):
 
 
 def _small(case):
-    """RTRL costs O(T^2 G^2 H^3 (D + H)): it runs on the gated cases up to T H = 60."""
+    """RTRL's cost grows as T^2 H^3 and T G^2 H^4: it runs on the gated cases up to T H = 60."""
     return case["xs"].shape[0] * case["params"].W_h.shape[1] <= 60
 
 
