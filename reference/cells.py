@@ -3,9 +3,9 @@
 A row (``Cell``) holds the cell's gate blocks (stacked along the first axis of W_x,
 W_h and b_h, in PyTorch's order), its state, the parameters beyond the five every
 cell has, the activations it accepts, the laws of docs/contract.md section 6 that
-apply to it, and its reference step and backward step. Validation, the reference
-loop, the oracles, the fast engine, the strategies and the properties read the row;
-none restates it.
+apply to it, and its reference step, backward step and tangent step. Validation, the
+reference loop, the oracles, the fast engine, the strategies and the properties read
+the row; none restates it.
 
 Notation, one row vector per batch element (``W x`` is written ``x @ W.T``), sigma
 the logistic sigmoid, ``*`` elementwise:
@@ -22,6 +22,15 @@ A step maps (p, x_t, state_{t-1}) to (state_t, cache); a backward step maps
 total). For the LSTM the incoming dstate_t is (dL/dh_t, dL/dc_t through c_{t+1}
 only) and the total dL/dc_t adds the path through h_t = o_t tanh(c_t) (what the
 contract's ``dcs`` holds).
+
+A tangent step is the forward-mode derivative (jvp) of the step, for RTRL: it maps
+(p, x_t, state_{t-1}, dp, dstate_{t-1}, deps_t) to dstate_t, N tangents at once on a
+leading axis: dp[name] is (N, *shape of name) for the recurrent parameters, each
+dstate component (N, B, H). deps_t is a perturbation added to the new state where the
+contract's ``dhs``/``dcs`` measure it (h_t as it leaves the step; for the LSTM, c_t
+before h_t = o_t tanh(c_t) reads it), so that dL/deps_t = dhs[t] (and dcs[t]).
+In a tangent step a leading d names a tangent (``dW``: the tangent of W); in a backward
+step it names an adjoint dL/dW.
 """
 from __future__ import annotations
 
@@ -52,6 +61,16 @@ ACTIVATION = {
 }
 
 
+def _times(v, dW):
+    """The tangent of v @ W.T for tangents dW (N, rows, cols) of W: (N, B, rows)."""
+    return np.einsum("bd,ngd->nbg", v, dW)
+
+
+def _bias(db):
+    """A bias tangent (N, rows) broadcast over the batch: (N, 1, rows)."""
+    return db[:, None, :]
+
+
 # ---------------------------------------------------------------------------
 # Elman
 
@@ -68,6 +87,14 @@ def elman_backward(p, cache, dstate, act):
     da = dh * ACTIVATION[act].fprime(a)              # dL/da_t = dL/dh_t f'(a_t)
     grads = {"W_x": da.T @ x, "W_h": da.T @ h, "b_h": da.sum(axis=0)}
     return (da @ p.W_h,), grads, dstate              # dL/dh_{t-1} = dL/da_t W_h
+
+
+def elman_tangent(p, x, state, dp, dstate, deps, act):
+    _, (x, h, a) = elman_step(p, x, state, act)
+    (dh,), (eps,) = dstate, deps
+    # da_t = dW_x x_t + dW_h h_{t-1} + db_h + W_h dh_{t-1}
+    da = _times(x, dp["W_x"]) + _times(h, dp["W_h"]) + _bias(dp["b_h"]) + dh @ p.W_h.T
+    return (ACTIVATION[act].fprime(a) * da + eps,)   # dh_t = f'(a_t) da_t (+ eps_t)
 
 
 # ---------------------------------------------------------------------------
@@ -93,6 +120,22 @@ def lstm_backward(p, cache, dstate, act):
     dz = np.concatenate([di * i * (1 - i), df * f * (1 - f), dg * (1 - g ** 2), do * o * (1 - o)], axis=1)
     grads = {"W_x": dz.T @ x, "W_h": dz.T @ h, "b_h": dz.sum(axis=0)}
     return (dz @ p.W_h, dc * f), grads, (dh, dc)     # dL/dh_{t-1}, dL/dc_{t-1} through c_t = f c_{t-1} + ...
+
+
+def lstm_tangent(p, x, state, dp, dstate, deps, act):
+    _, (x, h, c, i, f, g, o, c_new) = lstm_step(p, x, state, act)
+    (dh, dc), (eps_h, eps_c) = dstate, deps
+    H = h.shape[1]
+    # dz = dW_x x_t + dW_h h_{t-1} + db_h + W_h dh_{t-1}: the gates' pre-activations
+    dz = _times(x, dp["W_x"]) + _times(h, dp["W_h"]) + _bias(dp["b_h"]) + dh @ p.W_h.T
+    di = i * (1 - i) * dz[..., :H]                   # sigma' = sigma (1 - sigma)
+    df = f * (1 - f) * dz[..., H:2 * H]
+    dg = (1 - g ** 2) * dz[..., 2 * H:3 * H]         # tanh' = 1 - tanh^2
+    do = o * (1 - o) * dz[..., 3 * H:]
+    dc_new = df * c + f * dc + di * g + i * dg + eps_c          # dc_t = df c_{t-1} + f dc_{t-1} + di g + i dg
+    tc = np.tanh(c_new)
+    dh_new = do * tc + o * (1 - tc ** 2) * dc_new + eps_h       # dh_t = do tanh(c_t) + o tanh'(c_t) dc_t
+    return dh_new, dc_new
 
 
 # ---------------------------------------------------------------------------
@@ -124,6 +167,20 @@ def gru_backward(p, cache, dstate, act):
     return (dh * z + dgh @ p.W_h,), grads, dstate
 
 
+def gru_tangent(p, x, state, dp, dstate, deps, act):
+    _, (x, h, r, z, n, hn) = gru_step(p, x, state, act)
+    (dh,), (eps,) = dstate, deps
+    H = h.shape[1]
+    dgx = _times(x, dp["W_x"]) + _bias(dp["b_h"])              # d(W_x x_t + b_h)
+    dgh = _times(h, dp["W_h"]) + dh @ p.W_h.T                  # d(W_h h_{t-1})
+    dr = r * (1 - r) * (dgx[..., :H] + dgh[..., :H])
+    dz = z * (1 - z) * (dgx[..., H:2 * H] + dgh[..., H:2 * H])
+    dhn = dgh[..., 2 * H:] + _bias(dp["b_hn"])                 # d(W_hn h_{t-1} + b_hn)
+    dn = (1 - n ** 2) * (dgx[..., 2 * H:] + dr * hn + r * dhn)
+    # h_t = (1 - z) n + z h_{t-1}:  dh_t = (1 - z) dn + z dh_{t-1} + dz (h_{t-1} - n)
+    return ((1 - z) * dn + z * dh + dz * (h - n) + eps,)
+
+
 # ---------------------------------------------------------------------------
 # The table
 
@@ -142,6 +199,7 @@ class Cell:
     laws: tuple           # the laws of section 6 that apply to it
     step: Callable        # step(p, x, state, act) -> (state, cache)
     backward: Callable    # backward(p, cache, dstate, act) -> (dstate_prev, grads of the step, dstate total)
+    tangent: Callable     # tangent(p, x, state, dp, dstate, deps, act) -> dstate_t (forward mode, for RTRL)
     l2: tuple = ("W_x", "W_h", "W_y")   # the weights the l2 term covers (never a bias)
     #: The gate that carries the gradient back one step when W_h = 0 (the exact laws of
     #: section 6): the LSTM's forget gate (dL/dc_{t-1} = dL/dc_t f_t), the GRU's update gate
@@ -179,10 +237,12 @@ class Cell:
 
 CELLS = {c.name: c for c in [
     Cell("elman", gates=("a",), state=("h",), extra=(), activations=("tanh", "sigmoid", "relu", "identity"),
-         laws=ELMAN_LAWS, step=elman_step, backward=elman_backward),
+         laws=ELMAN_LAWS, step=elman_step, backward=elman_backward, tangent=elman_tangent),
     Cell("lstm", gates=("i", "f", "g", "o"), state=("h", "c"), extra=(), activations=("tanh",),
-         laws=("lstm_carousel",), step=lstm_step, backward=lstm_backward, carousel_gate="f"),
+         laws=("lstm_carousel",), step=lstm_step, backward=lstm_backward, tangent=lstm_tangent,
+         carousel_gate="f"),
     Cell("gru", gates=("r", "z", "n"), state=("h",), extra=("b_hn",), activations=("tanh",),
-         laws=("gru_carousel",), step=gru_step, backward=gru_backward, carousel_gate="z"),
+         laws=("gru_carousel",), step=gru_step, backward=gru_backward, tangent=gru_tangent,
+         carousel_gate="z"),
 ]}
 CELL_NAMES = tuple(CELLS)

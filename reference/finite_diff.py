@@ -26,10 +26,17 @@ def loss(spec, params, xs, targets, h0=None, c0=None) -> float:
 def directional_derivative(spec, params, xs, targets, direction, h0=None, dh0_direction=None, eps=1e-5,
                            c0=None, dc0_direction=None):
     """The central difference of L along (direction, dh0_direction, dc0_direction);
-    compare with sum(grad * direction) + sum(dh0 * dh0_direction) + sum(dc0 * dc0_direction)."""
+    compare with sum(grad * direction) + sum(dh0 * dh0_direction) + sum(dc0 * dc0_direction).
+    ``direction`` moves every parameter of the cell, b_hn included for the GRU."""
     if not isinstance(direction, RNNParams):
         raise TypeError(f"direction must be an RNNParams; got {type(direction).__name__}")
     case = validate_bptt(spec, params, xs, targets, h0, c0=c0)
+    for n in RNNParams.names() + ("b_hn",):           # a direction for exactly the cell's parameters
+        a, d = getattr(case.params, n), getattr(direction, n)
+        if (a is None) != (d is None) or (d is not None and np.shape(d) != a.shape):
+            want = "None" if a is None else f"an array of shape {a.shape}"
+            raise ValueError(f"direction.{n} must be {want}, as params.{n} for cell {spec.cell!r}; "
+                             f"got {'None' if d is None else f'shape {np.shape(d)}'}")
     u = case.h0 * 0 if dh0_direction is None else np.asarray(dh0_direction, dtype=np.float64)
     w = None if case.c0 is None else (case.c0 * 0 if dc0_direction is None
                                       else np.asarray(dc0_direction, dtype=np.float64))

@@ -1,21 +1,28 @@
 """Real-time recurrent learning: the gradient by forward-mode sensitivities.
 
-An oracle independent of the backward loop. With theta = (W_x, W_h, b_h) and a
-perturbation eps_t added to each state (h~_t = h_t + eps_t, so dL/deps_t = dL/dh_t
-and dL/deps_0 = dL/dh0), the sensitivities S_t = dh~_t/d(theta, eps) obey
+An oracle independent of the backward loop: it runs the cell's tangent step (the
+jvp of its step, ``reference.cells``) forward in time, for every direction at once.
+The directions are the unit vectors of theta, the recurrent parameters (W_x, W_h,
+b_h and the cell's own, b_hn for the GRU), and of a perturbation eps_t added to every
+state component (h_t, and c_t for the LSTM) where the contract's dhs and dcs measure
+it, so that dL/deps_t = dhs[t] (dcs[t]) and dL/deps_0 = dh0 (dc0). The sensitivities
+S_t of the state to those directions obey
 
-    S_t = diag(f'(a_t)) (da_t/dtheta|explicit + W_h S_{t-1}) + d eps_t/d(theta, eps)
+    S_t = tangent(state_{t-1}, x_t; dtheta, S_{t-1}, deps_t)
+    dL/d(theta, eps) = sum_{t in S} e_t S_t^h,        e_t = dl_t/dh_t / B
 
-and dL/d(theta, eps) = sum_{t in S} e_t S_t with e_t = dl_t/dh_t / B.
-The cost is O(T B H^2 (H D + H^2 + T H)): meant for the small cases of the checks.
-Truncation BPTT(h; h') is evaluated block by block from a constant h_{s-1}.
+(S_t^h is the part of S_t for h_t: the loss reads only h). An eps direction moves
+its component in every batch row at once; the rows are independent, so each row's
+dL/deps is read from its own row, and only the theta directions are summed over
+the batch. The cost is O(T N B G H (D + H)) for N = |theta| + (T + 1) |state| H
+directions: meant for the small cases of the checks. Truncation BPTT(h; h') is
+evaluated block by block from a constant state_{s-1}.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .bptt import blocks, loss_terms, run_forward
-from .cells import ACTIVATION
 from .types import BPTTResult, RNNParams
 from .validation import overflow_error, validate_bptt
 
@@ -26,62 +33,68 @@ def rtrl(spec, params, xs, targets, h0=None, truncation=None, c0=None) -> BPTTRe
         return run_rtrl(case)
 
 
-def _explicit(H, v):
-    """d a_t / d W for a_t = W v (per batch row): (B, H, H*len(v)), row i holds v
-    in the columns of W's row i."""
-    B, n = v.shape
-    out = np.zeros((B, H, H, n))
-    for i in range(H):
-        out[:, i, i, :] = v
-    return out.reshape(B, H, H * n)
+def _parameter_basis(theta, N):
+    """The tangents dp of theta in N directions: direction n < |theta| moves entry n
+    of theta (in theta's order, each array row-major) by 1; the others move nothing."""
+    dp, offset = {}, 0
+    for name, a in theta.items():
+        d = np.zeros((N, a.size))
+        d[offset:offset + a.size] = np.eye(a.size)
+        dp[name] = d.reshape((N,) + a.shape)
+        offset += a.size
+    return dp
+
+
+def _state_basis(N, B, H, col):
+    """(N, B, H): direction col + j moves entry j of every batch row by 1."""
+    d = np.zeros((N, B, H))
+    d[col + np.arange(H), :, np.arange(H)] = 1.0
+    return d
 
 
 def run_rtrl(case):
-    if case.spec.cell != "elman":
-        raise NotImplementedError(f"cell {case.spec.cell!r}: RTRL of gated cells")
-    p, T, B, H, D = case.params, case.T, case.B, case.H, case.D
-    fprime = ACTIVATION[case.spec.activation].fprime
-    states, caches, ys = run_forward(case)
-    as_ = np.stack([a for _, _, a in caches])
-    hs = np.stack([s[0] for s in states])
+    p, cell, act = case.params, case.cell, case.spec.activation
+    T, B, H = case.T, case.B, case.H
+    states, _, ys = run_forward(case)
     loss, dys = loss_terms(case, ys)
     es = dys @ p.W_y                                   # e_t = dl_t/dh_t / B, zero off S
+    theta = {n: getattr(p, n) for n in cell.recurrent_params}
+    n_theta = sum(a.size for a in theta.values())
+    K = len(case.state0)                               # state components: h (, c)
     full = case.truncation is None
-    n_theta = H * D + H * H + H
-    eye = np.broadcast_to(np.eye(H), (B, H, H))
 
     g_theta = np.zeros(n_theta)
-    dh0 = np.zeros((B, H))
-    dhs = np.zeros((T, B, H)) if full else None
+    d0 = [np.zeros((B, H)) for _ in range(K)]          # dL/d(h0, c0)
+    totals = [np.zeros((T, B, H)) for _ in range(K)] if full else None   # dhs (, dcs)
     for first, e, s in blocks(T, case.truncation):
-        # Columns: theta, then eps_{s-1}, then (full BPTT only) eps_s .. eps_T.
-        n_eps = (T + 1) if full else 1
-        S = np.zeros((B, H, n_theta + n_eps * H))
-        S[:, :, n_theta:n_theta + H] = eye            # h~_{s-1} = h_{s-1} + eps_{s-1}, a constant
+        # Directions: theta, then eps_t of state_{s-1} and, in full BPTT, of state_1 .. state_T;
+        # component k of eps_t takes the H directions from col[t, k].
+        steps = range(s - 1, T + 1) if full else [s - 1]
+        col = {(t, k): n_theta + (j * K + k) * H for j, t in enumerate(steps) for k in range(K)}
+        N = n_theta + len(steps) * K * H
+        dp = _parameter_basis(theta, N)
+        S = tuple(_state_basis(N, B, H, col[s - 1, k]) for k in range(K))   # state_{s-1} + eps_{s-1}: a constant
         for t in range(s, e + 1):
-            dA = p.W_h @ S                            # W_h S_{t-1}
-            dA[:, :, :H * D] += _explicit(H, case.xs[t - 1])                  # d/dW_x
-            dA[:, :, H * D:H * D + H * H] += _explicit(H, hs[t - 1])          # d/dW_h
-            dA[:, :, H * D + H * H:n_theta] += eye                            # d/db_h
-            S = fprime(as_[t - 1])[:, :, None] * dA
-            if full:
-                col = n_theta + t * H
-                S[:, :, col:col + H] += eye           # + d eps_t
-            if not np.isfinite(S).all():
+            deps = tuple(_state_basis(N, B, H, col[t, k]) if (t, k) in col else 0.0 for k in range(K))
+            S = cell.tangent(p, case.xs[t - 1], states[t - 1], dp, S, deps, act)
+            if not all(np.isfinite(c).all() for c in S):
                 raise overflow_error("RTRL sensitivities", t, T)
             if t >= first:
-                g = np.einsum("bh,bhn->bn", es[t - 1], S)
-                g_theta += g[:, :n_theta].sum(axis=0)
-                if s == 1:
-                    dh0 += g[:, n_theta:n_theta + H]
-                if full:
-                    dhs += g[:, n_theta + H:].reshape(B, T, H).transpose(1, 0, 2)
+                g = np.einsum("bh,nbh->nb", es[t - 1], S[0])      # e_t S_t^h, per direction and batch row
+                g_theta += g[:n_theta].sum(axis=1)
+                for (u, k), c in col.items():
+                    if u == 0:
+                        d0[k] += g[c:c + H].T
+                    elif full:
+                        totals[k][u - 1] += g[c:c + H].T
 
-    dW_x = g_theta[:H * D].reshape(H, D)
-    dW_h = g_theta[H * D:H * D + H * H].reshape(H, H)
-    db_h = g_theta[H * D + H * H:]
-    dW_y = np.einsum("tbo,tbh->oh", dys, hs[1:])      # the output layer is not recurrent
-    l2 = case.spec.l2
-    grads = RNNParams(W_x=dW_x + l2 * p.W_x, W_h=dW_h + l2 * p.W_h, b_h=db_h,
-                      W_y=dW_y + l2 * p.W_y, b_y=dys.sum(axis=(0, 1)))
-    return BPTTResult(loss=float(loss), grads=grads, dh0=dh0, dhs=dhs)
+    grads, offset = {}, 0
+    for name, a in theta.items():
+        grads[name] = g_theta[offset:offset + a.size].reshape(a.shape)
+        offset += a.size
+    grads["W_y"] = np.einsum("tbo,tbh->oh", dys, np.stack([st[0] for st in states[1:]]))   # not recurrent
+    grads["b_y"] = dys.sum(axis=(0, 1))
+    for n in cell.l2:                                  # + (l2/2) |W|^2 in the loss
+        grads[n] = grads[n] + case.spec.l2 * getattr(p, n)
+    return BPTTResult(loss=float(loss), grads=RNNParams(**grads), dh0=d0[0], dhs=totals[0] if full else None,
+                      dc0=d0[1] if K > 1 else None, dcs=totals[1] if full and K > 1 else None)
