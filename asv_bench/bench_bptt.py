@@ -5,7 +5,7 @@ float32, float64 results: what a user gets) and torch.nn.RNN / torch.nn.LSTM /
 torch.nn.GRU + nn.Linear + autograd as the baseline of each cell (the row
 "torch.nn"). Inputs are built in ``setup``; only the call is timed. Every skip is
 raised in ``setup`` (asv honours no other): a backend without the cell, or without
-the truncation a benchmark runs, raises NotImplementedError on the warm-up call
+the truncation a benchmark runs, raises NotImplementedError on a tiny probe call
 there, and that is reported as skipped. The sizes are ``common.BENCH_SIZES``
 (BPTT_BENCH_SIZES=light, the default, or full; see docs/benchmarks.md).
 """
@@ -23,56 +23,66 @@ DTYPE = "float32"
 CHUNK = 25
 TRUNC = (20, 5)
 
-#: asv re-runs setup before every timed call; the callables of the last setup are
-#: kept so that a repeated setup costs nothing (no call mutates its inputs).
+#: (T, B, D, H) of the probe call in setup: a backend without the cell or the truncation
+#: a benchmark times raises NotImplementedError there at no cost. With T = 3 the probe's
+#: truncations (2; 2) and (2; 1) cut as the timed ones do.
+PROBE = (3, 1, 2, 2)
+PROBE_CHUNK, PROBE_TRUNC = 2, (2, 1)
+
+#: asv re-runs setup before every timed call; what the last setup built is kept, so
+#: that a repeated setup costs nothing (no call mutates its inputs).
 _LAST = {}
 
 
-def _calls(cell, backend, size):
-    """name -> callable (forward, bptt, bptt_chunked, and bptt_truncated except for the
-    baseline), and the sync callable, for one parameter combination."""
-    key = (cell, backend, size)
-    if key in _LAST:
-        return _LAST[key]
-    _LAST.clear()
+def _make_calls(cell, backend, size, chunk, trunc):
+    """name -> callable: forward, bptt, bptt_chunked (BPTT(chunk; chunk)) and, except
+    for the baseline, bptt_truncated (BPTT(*trunc)), on the inputs of ``size``."""
     Truncation = safe_import()[3]
     params, xs, targets = make_inputs(size, cell=cell)
     if backend == BASELINE:
         base = TorchBaseline(params, xs, targets, DTYPE, cell)
-        calls = {"forward": base.forward, "bptt": base.bptt, "bptt_chunked": lambda: base.bptt(chunk=CHUNK)}
-    else:
-        be = engine_backend(backend, DTYPE)
-        spec = make_spec(cell)
-        chunked, trunc = Truncation(CHUNK), Truncation(*TRUNC)
-        calls = {"forward": lambda: be.forward(spec, params, xs),
-                 "bptt": lambda: be.bptt(spec, params, xs, targets),
-                 "bptt_chunked": lambda: be.bptt(spec, params, xs, targets, truncation=chunked),
-                 "bptt_truncated": lambda: be.bptt(spec, params, xs, targets, truncation=trunc)}
-    _LAST[key] = calls, sync_for(backend), set()
+        return {"forward": base.forward, "bptt": base.bptt, "bptt_chunked": lambda: base.bptt(chunk=chunk)}
+    be = engine_backend(backend, DTYPE)
+    spec = make_spec(cell)
+    chunked, truncated = Truncation(chunk), Truncation(*trunc)
+    return {"forward": lambda: be.forward(spec, params, xs),
+            "bptt": lambda: be.bptt(spec, params, xs, targets),
+            "bptt_chunked": lambda: be.bptt(spec, params, xs, targets, truncation=chunked),
+            "bptt_truncated": lambda: be.bptt(spec, params, xs, targets, truncation=truncated)}
+
+
+def _calls(cell, backend, size):
+    """(calls, probe calls, the sync callable, the names probed so far) of one
+    parameter combination."""
+    key = (cell, backend, size)
+    if key not in _LAST:
+        _LAST.clear()
+        _LAST[key] = (_make_calls(cell, backend, size, CHUNK, TRUNC),
+                      _make_calls(cell, backend, PROBE, PROBE_CHUNK, PROBE_TRUNC), sync_for(backend), set())
     return _LAST[key]
 
 
 class _Runner:
-    """setup(cell, backend, size) warms up each call in WARM (first-call costs stay
-    out of the timings; NotImplementedError there is a skip), then the benchmarks
-    time self.calls[name]."""
+    """setup(cell, backend, size) probes each call in CALLS on a tiny case (a
+    NotImplementedError there is a skip), then the benchmarks time self.calls[name].
+    asv's own warm-up calls keep first-call costs out of the samples."""
 
     params = [CELLS, BACKENDS, BENCH_SIZES]
     param_names = ["cell", "backend", "size"]
     timeout = 600
-    WARM = ("forward", "bptt", "bptt_chunked")
+    CALLS = ("forward", "bptt", "bptt_chunked")
 
     def setup(self, cell, backend, size):
-        self.calls, self.sync, warmed = _calls(cell, backend, size)
-        for name in self.WARM:
-            if name in warmed:
+        self.calls, probe, self.sync, probed = _calls(cell, backend, size)
+        for name in self.CALLS:
+            if name in probed:
                 continue
             try:
-                self.calls[name]()
+                probe[name]()
             except NotImplementedError as exc:
                 raise unsupported(backend, exc) from None
             self.sync()
-            warmed.add(name)
+            probed.add(name)
 
     def _timed(self, name):
         self.sync()
@@ -98,7 +108,7 @@ class TimeBPTTTruncated(_Runner):
     """BPTT(h; h') with (h, h') = (20, 5): every loss term flows back 16..20 steps.
     The baseline has no such truncation (skipped)."""
 
-    WARM = ("bptt_truncated",)
+    CALLS = ("bptt_truncated",)
 
     def setup(self, cell, backend, size):
         if backend == BASELINE:
@@ -113,7 +123,7 @@ class MemBPTT(_Runner):
     """Peak resident memory of the process running full BPTT (asv's peakmem_:
     includes the interpreter, torch and the inputs; compare rows, not absolute values)."""
 
-    WARM = ("bptt",)
+    CALLS = ("bptt",)
 
     def peakmem_bptt(self, cell, backend, size):
         self._timed("bptt")

@@ -3,10 +3,10 @@ runners of each backend (the engine's backends through the public API, and
 torch.nn.RNN / torch.nn.LSTM / torch.nn.GRU + nn.Linear + autograd as the baseline
 row of each cell).
 
-The project is imported in ``setup`` (``safe_import``) so that a commit without it
-skips instead of failing; torch is imported here, if it is installed, so that asv's
-forkserver loads it once instead of once per benchmark process (no torch operation
-runs before the fork).
+The project's API is taken in ``setup`` (``safe_import``), so that a commit without
+it skips instead of failing. torch and the project are imported here too, where they
+import, so that asv's forkserver loads them once instead of once per benchmark
+process (no torch or BLAS operation runs before the fork).
 
 Sizes: the asv matrix runs ``BENCH_SIZES``, chosen by the environment variable
 ``BPTT_BENCH_SIZES``: ``light`` (the default: ``LIGHT_SIZES``, a three-commit
@@ -30,6 +30,10 @@ try:  # noqa: E402  (after the thread variables; see the module docstring)
     import torch as _torch
 except ImportError:
     _torch = None
+try:  # loaded once for the forkserver too; safe_import in setup reports what fails here
+    import implementations as _implementations  # noqa: E402, F401
+except Exception:  # noqa: BLE001  (a commit whose package does not import: its benchmarks skip or fail in setup)
+    pass
 
 #: (T, B, D, H); O = D. A small case, fastrnns-like sizes, and a long sequence: the
 #: sizes of compare_torch and of the full asv matrix.
