@@ -6,15 +6,16 @@ torch.nn.GRU + nn.Linear + autograd as the baseline of each cell (the row
 "torch.nn"). Inputs are built in ``setup``; only the call is timed. Every skip is
 raised in ``setup`` (asv honours no other): a backend without the cell, or without
 the truncation a benchmark runs, raises NotImplementedError on a tiny probe call
-there, and that is reported as skipped. The sizes are ``common.BENCH_SIZES``
-(BPTT_BENCH_SIZES=light, the default, or full; see docs/benchmarks.md).
+there, and that is reported as skipped. The sizes and rounds are those of
+``common.bench_matrix`` (BPTT_BENCH_MATRIX=light, the default, or full; see
+docs/benchmarks.md).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .common import (BACKENDS, BASELINE, BENCH_SIZES, CELLS, SMALL, TORCH_MODULE, Skip, TorchBaseline,
-                     engine_backend, make_inputs, make_spec, safe_import, sync_for, unsupported)
+from .common import (BACKENDS, BASELINE, BENCH_SIZES, CELLS, REPEAT, ROUNDS, SMALL, TORCH_MODULE, Skip,
+                     TorchBaseline, engine_backend, make_inputs, make_spec, safe_import, sync_for, unsupported)
 
 DTYPE = "float32"
 
@@ -70,6 +71,8 @@ class _Runner:
     params = [CELLS, BACKENDS, BENCH_SIZES]
     param_names = ["cell", "backend", "size"]
     timeout = 600
+    rounds = ROUNDS
+    repeat = REPEAT
     CALLS = ("forward", "bptt", "bptt_chunked")
 
     def setup(self, cell, backend, size):

@@ -8,10 +8,11 @@ it skips instead of failing. torch and the project are imported here too, where 
 import, so that asv's forkserver loads them once instead of once per benchmark
 process (no torch or BLAS operation runs before the fork).
 
-Sizes: the asv matrix runs ``BENCH_SIZES``, chosen by the environment variable
-``BPTT_BENCH_SIZES``: ``light`` (the default: ``LIGHT_SIZES``, a three-commit
-``asv run`` takes minutes), ``full`` (``SIZES``, all four) or an explicit list
-``"T,B,D,H T,B,D,H ..."``.
+The matrix: the environment variable ``BPTT_BENCH_MATRIX`` selects ``light`` (the
+default: ``LIGHT_SIZES`` and one round of timing samples per benchmark, so that a
+three-commit ``asv run`` takes minutes) or ``full`` (all four ``SIZES`` and asv's
+default two rounds). ``BPTT_BENCH_SIZES="T,B,D,H T,B,D,H ..."`` replaces the sizes of
+either. Both are read when asv imports the benchmarks (``BENCH_SIZES``, ``ROUNDS``).
 """
 from __future__ import annotations
 
@@ -39,32 +40,40 @@ except Exception:  # noqa: BLE001  (a commit whose package does not import: its 
 #: sizes of compare_torch and of the full asv matrix.
 SMALL = (50, 8, 16, 32)
 SIZES = [SMALL, (100, 32, 64, 256), (200, 64, 128, 512), (1000, 16, 32, 128)]
-#: The default asv matrix: the small case (per-step overhead) and a mid-sized one
+#: The light asv matrix: the small case (per-step overhead) and a mid-sized one
 #: (GEMM-bound); the two largest sizes take most of a full run's time.
 LIGHT_SIZES = [SMALL, (100, 32, 64, 256)]
+#: BPTT_BENCH_MATRIX -> (sizes, rounds of timing samples).
+MATRICES = {"light": (LIGHT_SIZES, 1), "full": (SIZES, 2)}
+#: Timing samples per round: (min, max, seconds), what asv takes per round by default
+#: with two rounds.
+REPEAT = (1, 5, 10.0)
 
 
-def bench_sizes(value=None):
-    """The sizes of the asv matrix for a value of BPTT_BENCH_SIZES (default: the
-    environment's, else "light")."""
-    if value is None:
-        value = os.environ.get("BPTT_BENCH_SIZES", "light")
-    key = value.strip().lower()
-    if key in ("", "light"):
-        return list(LIGHT_SIZES)
-    if key == "full":
-        return list(SIZES)
-    sizes = []
-    for item in re.split(r"[\s;]+", key):
+def bench_matrix(matrix=None, sizes=None):
+    """(sizes, rounds) of the asv matrix for BPTT_BENCH_MATRIX = ``matrix`` and
+    BPTT_BENCH_SIZES = ``sizes`` (each defaults to the environment's value)."""
+    if matrix is None:
+        matrix = os.environ.get("BPTT_BENCH_MATRIX", "light")
+    if sizes is None:
+        sizes = os.environ.get("BPTT_BENCH_SIZES", "")
+    key = matrix.strip().lower() or "light"
+    if key not in MATRICES:
+        raise ValueError(f"BPTT_BENCH_MATRIX must be 'light' or 'full'; got {matrix!r}")
+    chosen, rounds = MATRICES[key]
+    if not sizes.strip():
+        return list(chosen), rounds
+    out = []
+    for item in re.split(r"[\s;]+", sizes.strip()):
         parts = item.split(",")
         if len(parts) != 4 or not all(p.isdigit() and int(p) > 0 for p in parts):
-            raise ValueError(f"BPTT_BENCH_SIZES must be 'light', 'full' or sizes 'T,B,D,H T,B,D,H ...' "
-                             f"of positive integers; got {value!r}")
-        sizes.append(tuple(int(p) for p in parts))
-    return sizes
+            raise ValueError(f"BPTT_BENCH_SIZES must be sizes 'T,B,D,H T,B,D,H ...' of positive integers; "
+                             f"got {sizes!r}")
+        out.append(tuple(int(p) for p in parts))
+    return out, rounds
 
 
-BENCH_SIZES = bench_sizes()
+BENCH_SIZES, ROUNDS = bench_matrix()
 
 #: The cells of the BPTT benchmarks (reference.cells.CELLS, by name; a commit without
 #: the cell table has the Elman cell only).

@@ -67,16 +67,18 @@ def dry_run(cls):
     return out
 
 
-def test_bench_sizes_switch():
+def test_bench_matrix_switch():
     from asv_bench import common
 
-    assert common.bench_sizes("light") == common.LIGHT_SIZES == common.bench_sizes("")
-    assert common.bench_sizes("full") == common.SIZES
-    assert common.bench_sizes("30,2,3,4; 5,1,2,3") == [(30, 2, 3, 4), (5, 1, 2, 3)]
-    assert common.bench_sizes("30,2,3,4 5,1,2,3") == [(30, 2, 3, 4), (5, 1, 2, 3)]
-    for bad in ("huge", "30,2,3", "30,0,3,4", "30,2,3,x"):
+    assert common.bench_matrix("light", "") == (common.LIGHT_SIZES, 1) == common.bench_matrix("", "")
+    assert common.bench_matrix("full", "") == (common.SIZES, 2)
+    assert common.bench_matrix("full", "30,2,3,4; 5,1,2,3") == ([(30, 2, 3, 4), (5, 1, 2, 3)], 2)
+    assert common.bench_matrix("light", "30,2,3,4 5,1,2,3") == ([(30, 2, 3, 4), (5, 1, 2, 3)], 1)
+    with pytest.raises(ValueError, match="BPTT_BENCH_MATRIX"):
+        common.bench_matrix("huge", "")
+    for bad in ("full", "30,2,3", "30,0,3,4", "30,2,3,x"):
         with pytest.raises(ValueError, match="BPTT_BENCH_SIZES"):
-            common.bench_sizes(bad)
+            common.bench_matrix("light", bad)
 
 
 def test_benchmark_cells_are_the_cell_table():
