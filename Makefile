@@ -22,7 +22,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 # Benchmarks (airspeed velocity, see docs/benchmarks.md): a quick run of the whole
-# suite in .venv at the working tree; BENCH=regex selects benchmarks.
+# suite in .venv at the working tree (under a minute); BENCH=regex selects benchmarks,
+# BPTT_BENCH_MATRIX=full runs all four sizes.
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP) requirements-bench.txt

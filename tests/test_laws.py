@@ -4,9 +4,10 @@ import importlib.util
 import numpy as np
 import pytest
 
-from properties.laws import (decay_bound, gradient_law, lag_norms, law_case, measure_law, orthogonal,
-                             plot_laws, power_norms, scaled_orthogonal, sigma_max, spectral_radius,
-                             with_sigma_max, with_spectral_radius)
+from properties.laws import (carousel_case, carousel_gates, carousel_law, decay_bound, gradient_law, lag_norms,
+                             law_case, measure_carousel, measure_law, orthogonal, plot_laws, power_norms,
+                             scaled_orthogonal, sigma_max, spectral_radius, with_sigma_max, with_spectral_radius)
+from reference.cells import sigmoid
 from reference import RNNParams, RNNSpec
 
 ACTS = ("identity", "tanh", "sigmoid", "relu")
@@ -132,9 +133,19 @@ def test_plot_laws_writes_png(tmp_path):
     if importlib.util.find_spec("matplotlib") is None:
         pytest.skip("matplotlib is not installed")
     path = tmp_path / "laws.png"
-    assert plot_laws(str(path), T=12, H=4, B=2, rhos=(0.5, 1.5), activations=("identity", "relu")) == str(path)
+    assert plot_laws(str(path), T=12, H=4, B=2, rhos=(0.5, 1.5), activations=("identity", "relu"),
+                     carousel_T=20) == str(path)
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+
+
+def test_plot_laws_with_a_backend_of_any_cells_writes_png(tmp_path):
+    # numpy may or may not implement the gated cells: either way the picture is drawn
+    if importlib.util.find_spec("matplotlib") is None:
+        pytest.skip("matplotlib is not installed")
+    path = tmp_path / "laws.png"
+    plot_laws(str(path), backend="numpy", T=8, H=3, B=2, rhos=(0.9,), activations=("tanh",), carousel_T=10)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_laws_command_without_matplotlib_is_a_clear_error(monkeypatch, capsys, tmp_path):
@@ -146,3 +157,85 @@ def test_laws_command_without_matplotlib_is_a_clear_error(monkeypatch, capsys, t
     monkeypatch.setattr(properties.laws, "_pyplot", no_matplotlib)
     assert main(["laws", "--plot", str(tmp_path / "laws.png")]) == 2
     assert "needs matplotlib" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# Gated cells: the exact carousel laws (W_h = 0, targets="last")
+
+EPS = np.finfo(np.float64).eps
+GATED = [("lstm", 0.0), ("lstm", 1.0), ("lstm", 3.0), ("gru", 0.0), ("gru", 2.0)]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("cell, bias", GATED)
+def test_carousel_norms_follow_the_product_of_gates(cell, bias, seed):
+    T = 60
+    spec, params, xs, targets, h0, c0 = carousel_case(cell, bias, T=T, H=5, B=3, seed=seed)
+    c = measure_carousel(spec, params, xs, targets, h0, c0)
+    assert c.state == ("c" if cell == "lstm" else "h") and c.gate == ("f" if cell == "lstm" else "z")
+    # each of the T - 1 steps multiplies by the gate once; the gate itself may differ by an
+    # ulp or two between the backend's (B, G H) product and carousel_gates' (B, H) one, so
+    # 4 T eps relative is float64 rounding only
+    np.testing.assert_allclose(c.measured, c.exact, rtol=4 * T * EPS, atol=0)
+    np.testing.assert_allclose(c.norms, c.law, rtol=4 * T * EPS, atol=0)
+    np.testing.assert_allclose(c.max_relative(), c.law_max_relative(), rtol=4 * T * EPS)
+    assert (c.norms[-1] > 0).all()                 # still representable: the comparison means something
+
+
+@pytest.mark.parametrize("cell, bias", GATED)
+def test_carousel_with_constant_gates_is_a_power(cell, bias):
+    # W_x = 0: the gate is sigma(bias) at every step, so ||dL/d state_{T-k}|| = sigma(bias)^k ||dL/d state_T||,
+    # a closed form that uses neither carousel_gates nor carousel_law
+    T = 40
+    spec, params, xs, targets, h0, c0 = carousel_case(cell, bias, T=T, H=4, B=2, seed=3, input_scale=0.0)
+    c = measure_carousel(spec, params, xs, targets, h0, c0)
+    g = float(sigmoid(np.float64(bias)))
+    expected = g ** np.arange(T)[:, None] * c.norms[0]
+    # k roundings of a product of k equal factors, and g^k itself: 4 T eps relative is rounding only
+    np.testing.assert_allclose(c.norms, expected, rtol=4 * T * EPS, atol=0)
+
+
+def test_carousel_law_by_hand():
+    # T = 3, H = 1, dL/d state_3 = 2, gates 0.5, 0.25, 0.75: dL/d state_2 = 2 * gate_3 = 1.5,
+    # dL/d state_1 = 1.5 * gate_2 = 0.375 (gate_1 would carry it on to state_0); exact in binary
+    gates = np.array([0.5, 0.25, 0.75]).reshape(3, 1, 1)
+    law = carousel_law(np.array([[2.0]]), gates)
+    np.testing.assert_array_equal(law[:, 0, 0], [0.375, 1.5, 2.0])
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "torch-autograd", "rtrl"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_carousel_on_other_backends(backend, cell):
+    if backend.startswith("torch"):
+        pytest.importorskip("torch")
+    spec, params, xs, targets, h0, c0 = carousel_case(cell, 1.0, T=30, H=4, B=2, seed=5)
+    try:
+        c = measure_carousel(spec, params, xs, targets, h0, c0, backend=backend)
+    except NotImplementedError as exc:
+        pytest.skip(f"backend {backend!r} does not implement {exc}")
+    # float64 backends compute the same products in other orders: a few ulps per step times T
+    np.testing.assert_allclose(c.measured, c.exact, rtol=1e-10, atol=0)
+
+
+def test_carousel_needs_a_gated_cell_targets_last_and_zero_w_h():
+    with pytest.raises(ValueError, match="gated cell"):
+        carousel_case("elman", 1.0, T=3, H=2, B=1)
+    spec, params, xs, targets, h0, c0 = carousel_case("lstm", 1.0, T=3, H=2, B=1)
+    with pytest.raises(ValueError, match="targets='last'"):
+        measure_carousel(RNNSpec(cell="lstm", targets="every"), params, xs, targets, h0, c0)
+    from dataclasses import replace
+    with pytest.raises(ValueError, match="W_h must be 0"):
+        measure_carousel(spec, replace(params, W_h=params.W_h + 0.1), xs, targets, h0, c0)
+
+
+def test_carousel_case_reads_the_cell_row():
+    from reference.cells import CELLS
+
+    for cell in ("lstm", "gru"):
+        row = CELLS[cell]
+        spec, params, xs, targets, h0, c0 = carousel_case(cell, 2.5, T=4, H=3, B=2, D=5, O=2)
+        for name, (shape, _) in row.shapes(5, 3, 2).items():
+            assert np.shape(getattr(params, name)) == shape
+        assert (params.b_h[row.block(row.carousel_gate, 3)] == 2.5).all() and not params.W_h.any()
+        assert (c0 is None) == (cell == "gru")
+        np.testing.assert_array_equal(carousel_gates(spec, params, xs).shape, (4, 2, 3))
