@@ -582,6 +582,7 @@ class _Run:
         self.in_check = False
         self.example_t0 = None
         self.deadline_passed = False
+        self.in_flight = 0.0           # how long the call interrupted by the time limit had run
         self.pending = None            # a _Stop or PropertyTimeout to raise at the next example
 
     def count_cell(self, case):
@@ -718,6 +719,7 @@ def run_property(backend, prop_name, *, profile="ci", max_examples=None, seed=No
         (inside Hypothesis) stop at the start of the next one instead."""
         run.deadline_passed = True
         if run.in_check:
+            run.in_flight = time.perf_counter() - run.example_t0
             return True
         run.pending = PropertyTimeout(f"no result within {limit:g} s")
         return False
@@ -781,7 +783,7 @@ def run_property(backend, prop_name, *, profile="ci", max_examples=None, seed=No
 def _timed_out(run, exc, limit, prop_name, result, failed, failure_text):
     advice = (f"if the backend is just slow (e.g. it compiles each new shape), raise the limit with "
               f"--timeout (now {limit:g} s)")
-    in_flight = time.perf_counter() - run.example_t0 if run.in_check and run.example_t0 is not None else 0.0
+    in_flight = run.in_flight
     hung = in_flight >= HANG_FRACTION * limit
     if run.failure is not None:
         fexc, case = run.failure
