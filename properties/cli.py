@@ -82,7 +82,8 @@ def _parser():
                         "of the backend loses only the property that was running)")
     c.add_argument("--database", metavar="DIR",
                    help="Hypothesis example database directory, shared by runs, processes or machines: failing "
-                        "cases found once are tried first next time")
+                        "cases found once are tried first next time (dev and thorough; ci is derandomised and "
+                        "replays by its seed)")
     lw = sub.add_parser("laws", help="draw the decay/growth laws")
     lw.add_argument("--plot", required=True, metavar="PATH.png")
     return p, c

@@ -507,9 +507,11 @@ def _gated_hint(case, exc):
             f"({CONTRACT} section 5, Partial backends). Or restrict the run with --cell elman.")
 
 
-def replay_command(backend_name, prop, profile, seed, max_examples, cells=None, strict=False):
+def replay_command(backend_name, prop, profile, seed, max_examples, cells=None, strict=False, database=None):
     cmd = ["bptt-suite", "check", "--backend", backend_name, "--property", prop, "--profile", profile]
-    if seed is not None:
+    if database is not None and not PROFILES[profile].get("derandomize"):
+        cmd += ["--database", str(database)]
+    elif seed is not None:
         cmd += ["--seed", str(seed)]
     if max_examples is not None:
         cmd += ["--max-examples", str(max_examples)]
@@ -611,7 +613,7 @@ def run_property(backend, prop_name, *, profile="ci", max_examples=None, seed=No
     known = {} if known_unsupported is None else known_unsupported
     seed = default_seed(profile, seed)
     replay = replay_command(replay_name or getattr(backend, "name", "?"), prop_name, profile, seed, max_examples,
-                            cells, strict)
+                            cells, strict, database)
     t0 = time.perf_counter()
     run = _Run()
 
@@ -711,7 +713,10 @@ def run_property(backend, prop_name, *, profile="ci", max_examples=None, seed=No
     caps_ = caps or caps_for(backend)
     # Each property gets its own stream of examples (a derandomized profile would
     # otherwise give every property the same one): the run seed mixed with the name.
-    test = hypothesis_seed(zlib.crc32(prop_name.encode()) ^ seed)(test)
+    # With an example database the examples come from it first and then at random (Hypothesis
+    # uses no database under a fixed seed): the database, not the seed, replays a failure.
+    if database is None or PROFILES[profile].get("derandomize"):
+        test = hypothesis_seed(zlib.crc32(prop_name.encode()) ^ seed)(test)
     limit = DEFAULT_TIMEOUT_S.get(profile, 300.0) if timeout_s is None else timeout_s
 
     def on_alarm():
