@@ -636,7 +636,7 @@ def run_property(backend, prop_name, *, profile="ci", max_examples=None, seed=No
                       + (" (--strict)" if strict else ""))
 
     s = profile_settings(profile, max_examples)
-    s = settings(s, max_examples=s.max_examples * prop.examples_factor)
+    s = settings(s, max_examples=s.max_examples * getattr(prop, "examples_factor", 1))
     if database is not None:
         from hypothesis.database import DirectoryBasedExampleDatabase
 

@@ -56,8 +56,8 @@ def _how_it_ended(proc):
     return f"exited with status {code}"
 
 
-def _dead(prop, why, replay):
-    msg = f"{prop}: {why}; the properties before it are kept and the rest run in a new process"
+def _dead(prop, why, replay, rest=True):
+    msg = f"{prop}: {why}" + ("; the properties before it are kept and the rest run in a new process" if rest else "")
     return PropertyResult("fail", 0, None, f"{msg}\nreplay: {replay}", replay, msg)
 
 
@@ -91,7 +91,7 @@ def check_isolated(name, *, on_start=None, on_result=None, properties, profile="
         finally:
             signal.signal(signal.SIGINT, old)
         child.close()
-        running, started, done, hung = None, None, False, False
+        running, started, done, hung, error = None, None, False, False, None
         try:
             while True:
                 if parent.poll(0.5):
@@ -111,8 +111,9 @@ def check_isolated(name, *, on_start=None, on_result=None, properties, profile="
                     elif msg[0] == "done":
                         report.dtype, done = msg[1], True
                         break
-                    else:
-                        raise RuntimeError(f"checking backend {name!r} failed in its process: {msg[1]}")
+                    else:  # the check itself could not run there: every property left says why
+                        error = msg[1]
+                        break
                 elif running is not None and time.perf_counter() - started > limit + GRACE_S:
                     hung = True
                     break
@@ -126,6 +127,11 @@ def check_isolated(name, *, on_start=None, on_result=None, properties, profile="
         if done:
             break
         replay = replay_command(name, running or remaining[0], profile, seed, max_examples, cells, strict)
+        if error is not None:
+            for prop in list(remaining):
+                record(prop, _dead(prop, f"the check could not run in the backend's process: {error}", replay,
+                                   rest=False))
+            break
         if hung:
             res = _dead(running, f"timed out: no result within {limit:g} s + {GRACE_S:g} s, and the backend's "
                                  f"process did not respond (killed; a hang is a failure; if the backend is just "
@@ -137,7 +143,7 @@ def check_isolated(name, *, on_start=None, on_result=None, properties, profile="
         if running is None:  # died before starting a property: loading the backend crashed it
             why = f"the backend's process {_how_it_ended(proc)} before running any property"
             for prop in list(remaining):
-                record(prop, _dead(prop, why, replay))
+                record(prop, _dead(prop, why, replay, rest=False))
             break
         record(running, _dead(running, f"the backend's process {_how_it_ended(proc)} while running this property "
                                        f"(a crash of the backend)", replay))
