@@ -7,6 +7,10 @@
 Names: the built-ins below, any ``package.module:attr`` (a backend object, or a
 class or callable returning one), and names registered by other packages under the
 entry-point group ``bptt_suite.backends``.
+
+Writing a backend of your own: ``implementations.adapter`` has the validation, the
+truncation blocks, the overflow errors and the declaration of unsupported features
+that the contract (docs/contract.md) asks of every backend.
 """
 from __future__ import annotations
 

@@ -20,14 +20,47 @@ once:
 
 ``validate_*`` return a ``Case`` (``reference.validation.Case``): the checked
 spec, params, xs (T, B, D), h0 (B, H; zeros when omitted), c0 (LSTM), targets and
-truncation (None when nothing is cut), all float64 and read-only, with the sizes
-``T, B, D, H, O`` and the cell's row ``case.cell``. ``np.array(case.xs)`` gives a
-writable copy for libraries that want one.
+truncation (None when nothing is cut), all float64, with the sizes ``T, B, D, H, O``
+and the cell's row ``case.cell``. Its arrays are writable copies private to the call
+(``torch.as_tensor`` and ``jax.numpy.asarray`` take them as they are, and nothing the
+backend does to them reaches the caller's arrays).
+
+``Backend`` (``implementations.base.Backend``) is a base class that does the
+validation and the checks of the result for you: implement ``_forward(case)`` and
+``_bptt(case)`` (its docstring says what they return).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
+
+from reference import validation as _validation
 from reference.bptt import blocks, scored_steps
-from reference.validation import Case, first_nonfinite_step, overflow_error, validate_bptt, validate_forward
+from reference.validation import Case, first_nonfinite_step, overflow_error
+
+from .base import Backend
+
+
+def _writable(case: Case) -> Case:
+    def own(a):
+        return None if a is None else np.array(a, copy=True)
+
+    params = replace(case.params, **{n: own(a) for n, a in case.params.as_dict().items()})
+    return replace(case, params=params, xs=own(case.xs), h0=own(case.h0), targets=own(case.targets), c0=own(case.c0))
+
+
+def validate_forward(spec, params, xs, h0=None, c0=None) -> Case:
+    """The checked input of ``forward`` (docs/contract.md section 4 errors for bad input),
+    as a Case of writable float64 copies."""
+    return _writable(_validation.validate_forward(spec, params, xs, h0, c0))
+
+
+def validate_bptt(spec, params, xs, targets, h0=None, truncation=None, c0=None) -> Case:
+    """The checked input of ``bptt`` (docs/contract.md section 4 errors for bad input), as
+    a Case of writable copies: float64, targets int64 class indices for softmax;
+    ``case.truncation`` is None when nothing is cut (h >= T)."""
+    return _writable(_validation.validate_bptt(spec, params, xs, targets, h0, truncation, c0))
 
 
 def check_finite(what, per_step, T, backward=False):
@@ -47,5 +80,5 @@ def unsupported(feature):
     return NotImplementedError(f"{feature} is not supported by this backend")
 
 
-__all__ = ["Case", "validate_bptt", "validate_forward", "blocks", "scored_steps", "check_finite",
+__all__ = ["Backend", "Case", "validate_bptt", "validate_forward", "blocks", "scored_steps", "check_finite",
            "first_nonfinite_step", "overflow_error", "unsupported"]

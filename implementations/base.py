@@ -1,7 +1,10 @@
 """What every built-in backend shares: validation on the way in, float64 numpy
 and the overflow check on the way out. A backend supplies ``_forward(case)`` and
-``_bptt(case, checked=False)`` on a validated ``reference.Case``."""
+``_bptt(case)`` on a validated ``reference.Case``, and may supply
+``_bptt_checked(case, result)`` for the overflow error (see ``Backend``)."""
 from __future__ import annotations
+
+import inspect
 
 import numpy as np
 
@@ -19,12 +22,26 @@ def check_dtype(dtype, allowed=DTYPES):
 
 
 class Backend:
-    """Base of the built-in backends. Subclasses set ``name`` and implement
-    ``_forward(case) -> (hs, ys[, cs])`` and
-    ``_bptt(case, checked=False) -> (loss, grads, dh0, dhs[, dc0, dcs])`` with
-    array-likes that ``to_numpy`` turns into numpy float64 (cs, dc0, dcs for the
-    LSTM). ``checked=True`` asks for a FloatingPointError naming the first step where
-    a non-finite value appears; it is passed only after a non-finite result."""
+    """Base of the built-in backends, and a convenient base for your own.
+
+    A subclass sets ``name`` (and ``dtypes``, the dtypes it computes in) and implements
+
+    - ``_forward(case) -> (hs, ys)`` or ``(hs, ys, cs)`` (cs for the LSTM);
+    - ``_bptt(case) -> (loss, grads, dh0, dhs)`` or ``(..., dc0, dcs)`` for the LSTM,
+      where grads is an ``RNNParams``;
+
+    on a validated ``reference.validation.Case`` (checked read-only float64 arrays, the
+    sizes T, B, D, H, O, ``truncation`` None when nothing is cut), returning array-likes
+    that ``to_numpy`` turns into numpy float64. ``forward`` and ``bptt`` validate the
+    input, call these hooks under ``np.errstate(all="ignore")`` and check the result.
+
+    Overflow: when a result is not finite, ``bptt`` calls ``_bptt_checked(case, result)``
+    (``result``: the non-finite BPTTResult, as numpy), which should rerun the computation checking every step and raise the FloatingPointError
+    naming the first step where a non-finite value appeared (``reference.validation.
+    overflow_error``). The default finds that step from ``_forward`` (the states and
+    outputs) and from the returned ``dhs``; when neither shows it, a FloatingPointError
+    without a step is raised. A backend need not implement it: only the error path pays
+    for the checks."""
 
     name = "base"
     dtypes = DTYPES
@@ -62,25 +79,52 @@ class Backend:
             dcs=self.to_numpy(dcs),
         )
         if not _all_finite(result):
-            self._raise_overflow(case)
+            self._raise_overflow(case, result)
         return result
 
-    def _raise_overflow(self, case):
-        """A non-finite result: run again checking every step, which raises a
-        FloatingPointError naming the step (only the error path pays for checks)."""
+    def _raise_overflow(self, case, result=None):
+        """A non-finite result: ``_bptt_checked`` names the step; if it returns instead,
+        the generic error below is raised."""
         with np.errstate(all="ignore"):
-            self._bptt(case, checked=True)
+            self._bptt_checked(case, result)
         raise FloatingPointError(
             f"overflow in the {self.dtype} backward pass of backend {self.name!r}: the result is "
             f"not finite although float64 is (the values exceed the range of {self.dtype})"
         )
 
+    def _bptt_checked(self, case, result=None):
+        """Raise the FloatingPointError naming the first non-finite step of ``case``
+        (called only after a non-finite result; ``result`` is that result, as numpy).
+
+        The default: the first step of the forward pass whose states or outputs are not
+        finite (``_forward``), else the first step of the backward pass (the last index)
+        where ``dhs`` is not finite. Built-in backends whose ``_bptt`` takes
+        ``checked=True`` rerun with per-step checks instead."""
+        if "checked" in _parameters(self._bptt):
+            self._bptt(case, checked=True)
+            return
+        outs = [self.to_numpy(a) for a in tuple(self._forward(case)) if a is not None]
+        step = first_nonfinite_step(np.concatenate(outs, axis=2)) if outs else None
+        if step is not None:
+            raise overflow_error("forward pass", step, case.T)
+        dhs = None if result is None else result.dhs
+        step = first_nonfinite_step(dhs, backward=True) if dhs is not None else None
+        if step is not None:
+            raise overflow_error("backward pass", step, case.T)
+
     # subclasses
     def _forward(self, case):
         raise NotImplementedError
 
-    def _bptt(self, case, checked=False):
+    def _bptt(self, case):
         raise NotImplementedError
+
+
+def _parameters(fn):
+    try:
+        return inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return {}
 
 
 def _all_finite(result):

@@ -8,4 +8,4 @@ def test_property(bptt_backend_name, bptt_property, bptt_result):
     if res.status == "skip":
         pytest.skip(res.message)
     assert res.status == "pass", res.counterexample
-    assert res.examples > 0
+    assert res.examples > 0, res.message

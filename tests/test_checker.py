@@ -121,7 +121,8 @@ def test_cli_exit_status_and_json(tmp_path, capsys):
     props = doc["backends"]["reference"]["properties"]
     assert set(props) == {"forward", "errors"}
     for name, r in props.items():
-        assert set(r) == {"status", "examples", "max_error", "counterexample"}
+        assert {"status", "examples", "max_error", "counterexample"} <= set(r)   # the contract's keys, then details
+        assert r["seconds"] >= 0 and r["cells"] == {"elman": r["examples"]} and r["unsupported"] == []
         assert r["status"] == "pass" and r["counterexample"] is None
         assert r["examples"] == 3 * PROPERTIES[name].examples_factor
     assert main(["check", "--backend", "tests.broken_backends:DroppedDh0", "--property", "bptt"]) == 1
@@ -152,3 +153,97 @@ def test_labelled_draws_are_coupled(data):
     assert case.targets.shape[:2] == (case.T, case.B)
     if case.spec.output == "softmax":
         assert case.targets.dtype.kind == "i" and case.targets.min() >= 0 and case.targets.max() < case.O
+
+
+# -- failing fast and readably --------------------------------------------------------
+
+
+def test_an_exception_on_every_call_is_reported_at_once_with_its_frames():
+    """Before: about 75 s of shrinking an exception that every example raises, and no traceback."""
+    from crashing_backends import RaisesEveryCall
+
+    t0 = time.perf_counter()
+    res = run_property(RaisesEveryCall(), "bptt")
+    assert time.perf_counter() - t0 < 20
+    assert res.status == "fail" and res.examples == 3 and "RuntimeError: kernel not initialised" in res.message
+    assert "the backend raised" in res.message
+    assert "crashing_backends.py:" in res.traceback and "in _broken" in res.traceback
+    assert "crashing_backends.py:" in res.counterexample
+
+
+class _Slow(_Wrapped):
+    def call_bptt(self, *args):
+        time.sleep(0.05)
+        return super().call_bptt(*args)
+
+
+class _SlowDroppedDh0(_Slow, DroppedDh0):
+    pass
+
+
+def test_shrinking_stops_at_its_budget_with_the_smallest_case_so_far():
+    full = run_property(DroppedDh0(), "bptt", profile="dev", seed=5, shrink_examples=10 ** 6)
+    cut = run_property(DroppedDh0(), "bptt", profile="dev", seed=5, shrink_examples=5)
+    assert cut.status == "fail" and "shrinking stopped after 5 examples" in cut.message
+    assert cut.examples < full.examples and "case:" in cut.counterexample and "replay:" in cut.counterexample
+
+
+def test_a_timeout_while_shrinking_reports_the_smallest_failure_and_suggests_timeout():
+    res = run_property(_SlowDroppedDh0(), "bptt", profile="dev", seed=1, timeout_s=2.0, shrink_examples=10 ** 6,
+                       shrink_s=10 ** 6)
+    assert res.status == "fail" and res.timed_out
+    assert "while shrinking" in res.message and "--timeout" in res.message and "dh0" in res.message
+    assert "Flaky" not in res.message and "case:" in res.counterexample
+
+
+def test_a_timeout_is_never_blamed_on_the_backend():
+    res = run_property(_Slow(), "bptt", profile="dev", seed=2, timeout_s=1.0)
+    assert res.status == "fail" and res.timed_out and "timed out" in res.message
+    assert "the backend raised" not in res.message and "--timeout" in res.message
+
+
+def test_after_a_hang_the_rest_runs_under_a_short_limit():
+    from properties import conformance
+
+    t0 = time.perf_counter()
+    report = check_backend(_Hangs(), properties=["bptt", "determinism", "forward"], max_examples=3, timeout_s=4.0)
+    assert report.results["bptt"].hung and report.results["forward"].status == "pass"
+    assert report.results["determinism"].timed_out and "cut to" in report.results["determinism"].message
+    assert time.perf_counter() - t0 < 4.0 + conformance.after_hang_limit("ci", 4.0) + 20
+
+
+def test_the_inputs_handed_to_a_backend_are_writable():
+    seen = []
+
+    class Looks(_Wrapped):
+        def call_bptt(self, spec, params, xs, targets, h0, truncation):
+            seen.append(all(np.asarray(a).flags.writeable for a in (xs, targets, *params.as_dict().values())))
+            return super().call_bptt(spec, params, xs, targets, h0, truncation)
+
+    assert run_property(Looks(), "bptt", max_examples=10).status == "pass"
+    assert seen and all(seen)
+
+
+def test_a_subclass_written_from_the_backend_docs_names_the_overflow_step():
+    """Before: Backend called _bptt(case, checked=True), a TypeError for _bptt(case)."""
+    from implementations.base import Backend
+
+    class Mine(Backend):
+        name = "docs-only"
+
+        def _forward(self, case):
+            return get_backend("numpy")._forward(case)
+
+        def _bptt(self, case):
+            return get_backend("numpy")._bptt(case)
+
+    spec = reference.RNNSpec(activation="identity")
+    H = 2
+    params = reference.RNNParams(W_x=np.ones((H, 1)), W_h=1e40 * np.eye(H), b_h=np.zeros(H), W_y=np.ones((1, H)),
+                                 b_y=np.zeros(1))
+    xs, d = np.ones((12, 1, 1)), np.zeros((12, 1, 1))
+    want = pytest.raises(FloatingPointError, match=r"t=\d+")
+    with want as exc:
+        reference.bptt(spec, params, xs, d)
+    with pytest.raises(FloatingPointError, match=f"t={exc.value.args[0].split('t=')[1].split()[0]}"):
+        Mine().bptt(spec, params, xs, d)

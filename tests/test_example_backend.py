@@ -72,3 +72,31 @@ def test_example_passes_the_conformance_check(backend, dtype):
 
     report = check_backend(backend(dtype), profile="ci")
     assert report.passed, {n: r.counterexample for n, r in report.failures.items()}
+
+
+def test_the_example_uses_only_the_public_adapter_api():
+    text = (ROOT / "examples" / "my_backend.py").read_text()
+    assert "from implementations.adapter import" in text
+    for internal in ("reference.validation", "reference.bptt", "implementations.base", "implementations.engine"):
+        assert internal not in text, internal
+
+
+def test_sigmoid_keeps_its_small_tail(backend):
+    """(1 + tanh(a/2)) / 2 is exactly 0 in float32 at a = -20, where sigmoid is 2.06e-9."""
+    from examples.my_backend import ACTIVATIONS
+
+    f, fprime = ACTIVATIONS["sigmoid"]
+    a = np.array([-20.0, -5.0, 0.0, 5.0, 20.0], dtype=np.float32)
+    want = 1 / (1 + np.exp(-a.astype(np.float64)))
+    # float32: a few ulps (u = 6e-8) in exp and one division
+    np.testing.assert_allclose(f(a), want, rtol=1e-6)
+    np.testing.assert_allclose(fprime(a), want * (1 - want), rtol=1e-6)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_overflow_step_agrees_with_the_reference_under_dev(backend, seed):
+    from properties.conformance import run_property
+
+    for dtype in ("float64", "float32"):
+        res = run_property(backend(dtype), "errors", profile="dev", seed=seed, max_examples=50)
+        assert res.status == "pass", res.counterexample
