@@ -122,12 +122,13 @@ class NumpyOps:
     def mul_(a, b):
         np.multiply(a, b, out=a)
 
-    # Elementwise kernels of the gated cells; ``out`` may be one of the inputs.
-    mul = staticmethod(lambda a, b, out: np.multiply(a, b, out=out))
-    add = staticmethod(lambda a, b, out: np.add(a, b, out=out))
-    sub = staticmethod(lambda a, b, out: np.subtract(a, b, out=out))
-    tanh = staticmethod(lambda a, out: np.tanh(a, out=out))
-    tanh_ = staticmethod(lambda a: np.tanh(a, out=a))
+    # Elementwise kernels of the gated cells, ``f(a, b, out)``; ``out`` may be one of
+    # the inputs. The ufuncs themselves (positional ``out``): no wrapper per call.
+    mul = staticmethod(np.multiply)
+    add = staticmethod(np.add)
+    sub = staticmethod(np.subtract)
+    tanh = staticmethod(np.tanh)
+    tanh_ = staticmethod(lambda a: np.tanh(a, a))
 
     @staticmethod
     def one_minus_(a):
@@ -145,6 +146,20 @@ class NumpyOps:
         np.exp(a, out=a)
         a += 1.0
         np.reciprocal(a, out=a)
+
+    #: The gated kernels hand ``gate_sigmoid_`` the negated pre-activations -z (their
+    #: forward weights of the sigmoid gates are negated), so that e^-z costs no
+    #: negation per step.
+    gate_sigmoid_negated = True
+
+    @staticmethod
+    def gate_sigmoid_(u):
+        """In-place sigma(z) = 1 / (1 + e^u) from u = -z (accurate as ``sigmoid_``)."""
+        np.exp(u, u)
+        u += 1.0
+        np.reciprocal(u, u)
+
+    concat = staticmethod(np.concatenate)
 
     def loss_and_grad(self, output, ys, d):
         """Sum over rows of l(y, d) and dl/dy (written over ys): ys (N, O)."""
@@ -325,6 +340,12 @@ class TorchOps:
         """In-place logistic sigmoid: torch's kernel keeps both tails (2.06e-9 at
         a = -20 in float32)."""
         a.sigmoid_()
+
+    gate_sigmoid_negated = False   # one kernel call either way
+    gate_sigmoid_ = sigmoid_
+
+    def concat(self, arrays):
+        return self.torch.cat(arrays)
 
     def loss_and_grad(self, output, ys, d):
         torch = self.torch
