@@ -1,18 +1,27 @@
-"""The one fast BPTT loop, shared by the NumPy and the hand-written PyTorch backends.
+"""The one fast BPTT loop, shared by the NumPy and the hand-written PyTorch backends,
+for every cell of ``reference.cells.CELLS``.
 
-It is written once against ``Ops`` (numpy or torch arrays, any dtype/device):
+It is written once against ``Ops`` (numpy or torch arrays, any dtype/device); what
+varies with the cell is its kernel (``implementations.kernels``: the cell's buffers,
+its step and its backward step), looked up by the row's name. The row says the rest:
+the state (h, or h and c), the gate blocks, the extra parameters, the l2 set.
 
-- forward: the input projection is a GEMM per time chunk into the state buffer;
-  the recurrence is then one GEMM-accumulate and one in-place activation per step.
+- forward: the input projections of a time chunk are GEMMs into the kernel's
+  pre-activation buffer; the recurrence is then the kernel's step: one (B, G H)
+  product h_{t-1} W_h^T per step and the cell's elementwise work.
 - backward, one time chunk at a time from the last: the output layer and the loss of
   the chunk (the direct errors dl_t/dh_t go straight into the chunk's gradient
-  buffer), then per step only what is sequential, dL/dh_t += dL/da_{t+1} W_h and
-  dL/da_t = dL/dh_t f'(a_t), then the weight gradients of the chunk as GEMMs.
-- full BPTT writes each finished chunk of dL/dh_t into the float64 dhs it returns,
-  so no full-length gradient buffer exists in the compute dtype (and none at all in
-  float64); inputs are converted to the compute dtype one chunk at a time.
+  buffer), the kernel's derivative factors of the chunk in one vectorised pass, then
+  per step only what is sequential, the kernel's backward step (for the Elman cell
+  dL/dh_t += dL/da_{t+1} W_h and dL/da_t = dL/dh_t f'(a_t)), then the weight
+  gradients of the chunk as GEMMs.
+- full BPTT writes each finished chunk of dL/dh_t (and dL/dc_t) into the float64 dhs
+  (and dcs) it returns, so no full-length gradient buffer exists in the compute
+  dtype (and none at all in float64); inputs are converted to the compute dtype one
+  chunk at a time.
 - BPTT(h; h') runs the same segment loop once per block (section 2 of the
-  contract), reading the direct errors of every step computed once beforehand.
+  contract), reading the direct errors of every step computed once beforehand; a
+  segment starts with nothing flowing in, so the LSTM's h and c are detached together.
 
 Nothing here validates input or checks for overflow per step unless ``checked`` is
 set: ``Backend`` validates once and, only when a result is not finite, runs again

@@ -255,10 +255,15 @@ class TorchOps:
         dst.copy_(src)
 
     def result_empty(self, shape):
-        """(a float64 tensor in host memory, which ``to_numpy`` returns without a
-        copy; whether the engine can compute in it directly)."""
-        out = self.torch.from_numpy(np.empty(shape))
-        return out, self.dtype == self.torch.float64 and self.device.type == "cpu"
+        """(a float64 tensor for a returned array, whether the engine can compute in it
+        directly). On the CPU it is host memory that ``to_numpy`` returns without a
+        copy; on a GPU it stays in device memory until the one copy at the end, so
+        that the loops never wait for a device-to-host transfer."""
+        if self.device.type == "cpu":
+            out = self.torch.from_numpy(np.empty(shape))
+        else:
+            out = self.torch.empty(shape, dtype=self.torch.float64, device=self.device)
+        return out, self.dtype == self.torch.float64
 
     @staticmethod
     def unbind(a):
