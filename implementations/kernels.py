@@ -116,14 +116,14 @@ class ElmanKernel(Kernel):
         ops = self.ops
         self.fprime = ops.activation_derivative(self.case.spec.activation)
         self.carry_buf = ops.empty((self.B, self.H))
-        addmm_, mul_, W_h, tmp, dz_rows, st = ops.addmm_, ops.mul_, self.p.W_h, self.tmp, self.dz_rows, self.st
+        addmm_, mul, W_h, tmp, dz_rows, st = ops.addmm_, ops.mul, self.p.W_h, self.tmp, self.dz_rows, self.st
 
         def back(g, r):
             g = g[0][r]
             if st[0] is not None:
                 addmm_(g, st[0], W_h, tmp)        # dL/dh_t += dL/da_{t+1} W_h
             da = dz_rows[r]
-            mul_(da, g)                           # dL/da_t = dL/dh_t f'(a_t)
+            mul(da, g, da)                        # dL/da_t = dL/dh_t f'(a_t)
             st[0] = da
         self.back = back
 
