@@ -144,7 +144,7 @@ class TorchGatedBaseline:
     def __init__(self, cell, params, xs, targets, dtype="float32"):
         torch = self.torch = common.import_torch()
         tdtype = getattr(torch, dtype)
-        GH, D = params.W_x.shape
+        D = params.W_x.shape[1]
         H, O = params.W_h.shape[1], params.W_y.shape[0]
         self.B = xs.shape[1]
         self.rnn = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(D, H, dtype=tdtype)
@@ -319,7 +319,7 @@ def main(argv=None):
             for be in backends.values():
                 check_agreement(be.bptt(spec, params, xs, targets), baseline)
             fns = {"base": baseline.bptt}
-            fns.update({name: (lambda be=be: be.bptt(spec, params, xs, targets)) for name, be in backends.items()})
+            fns.update({name: (lambda be=be, a=(spec, params, xs, targets): be.bptt(*a)) for name, be in backends.items()})
             if size == GFLOP_SIZE:   # the GEMMs alone, under the same load, in the same rounds
                 flops = None
                 for lib in ("numpy", "torch"):

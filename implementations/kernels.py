@@ -110,7 +110,6 @@ class ElmanKernel(Kernel):
         self.ops.matmul(x.reshape((j - i) * self.B, self.D), self.p.W_x.T, out=a)
         a += self.p.b_h
 
-
     def backward_buffers(self):
         super().backward_buffers()
         ops = self.ops
@@ -129,7 +128,6 @@ class ElmanKernel(Kernel):
 
     def prepare(self, i0, m):
         self.fprime(self.hs_full[i0 + 1:i0 + m + 1], self.dz[:m])   # f'(a_t), into dz
-
 
     def carry_out(self):
         return (self.ops.matmul(self.st[0], self.p.W_h),)            # dL/dh_{s-1}
@@ -297,7 +295,7 @@ class LSTMKernel(GatedKernel):
         mul, sub, mul_ = ops.mul, ops.sub, ops.mul_
         self.st[1] = i0
         Zc = self.Z[i0:i0 + m].swapaxes(0, 1)     # gate-outer view
-        o, i, f, g = Zc[0], Zc[1], Zc[2], Zc[3]
+        o, i, g = Zc[0], Zc[1], Zc[3]               # (Zc[2] is f, read through Zc[1:3])
         tc, A = self.TC[i0:i0 + m], self.A[:m]
         dz = self.dz[:, :m]
         d_i, d_f, d_g, d_o = dz[0], dz[1], dz[2], dz[3]
