@@ -1,22 +1,27 @@
-"""One-run speed comparison of the shared engine against torch.nn.RNN + autograd.
+"""One-run speed comparison of the shared engine against torch.nn.RNN / LSTM / GRU + autograd.
 
-    python -m asv_bench.compare_torch [--repeats N] [--sizes T,B,D,H ...] [--no-memory]
+    python -m asv_bench.compare_torch [--repeats N] [--sizes T,B,D,H ...] [--cells C ...] [--no-memory]
 
-The model and loss are the same everywhere: a tanh Elman RNN, a linear output layer
-with O = D, squared error at every step averaged over the batch,
+The model and loss are the same everywhere: a recurrent cell (the tanh Elman RNN, the
+LSTM or the GRU of docs/contract.md), a linear output layer with O = D, squared error
+at every step averaged over the batch,
 
     L = (1/B) sum_t sum_b 1/2 |W_y h_t + b_y - d_t|^2 ,
 
 computed in float32, forward + backward (all parameter gradients).
 
-- ``torch.nn.RNN``: ``nn.RNN(D, H)`` + ``nn.Linear(H, O)``, inputs already float32
-  tensors, gradients by autograd (``loss.backward()``); the parameter grads are
-  set to None before each call. This is the baseline (ratio 1.00).
+- the baseline of each cell (ratio 1.00): ``nn.RNN(D, H)`` (tanh), ``nn.LSTM(D, H)``
+  or ``nn.GRU(D, H)``, + ``nn.Linear(H, O)``, the weights of the contract mapped in
+  (section 1b: b_h as bias_ih_l0, bias_hh_l0 = 0, for the GRU bias_hh_l0 = [0; 0;
+  b_hn]), inputs already float32 tensors, gradients by autograd
+  (``loss.backward()``); the parameter grads are set to None before each call.
+  torch.nn.LSTM runs a fused CPU kernel; torch.nn.GRU (on the CPU) does not.
 - ``numpy`` / ``torch``: the full public call that users get,
   ``get_backend(name, "float32").bptt(spec, params, xs, targets)`` on float64 numpy
   input, so validation (shape and finiteness checks of every input), the float32 computation,
-  the float64 results (loss, all grads, dh0 and dhs) and the overflow check are all
-  inside the timed call.
+  the float64 results (loss, all grads, dh0 and dhs, for the LSTM dc0 and dcs) and the
+  overflow check are all inside the timed call.
+  Before the timing, each result is checked against the baseline's.
 
 Threads: every BLAS/OpenMP pool (numpy's OpenBLAS, torch's OpenMP and MKL) gets
 the count of OMP_NUM_THREADS / OPENBLAS_NUM_THREADS / MKL_NUM_THREADS where they
@@ -39,18 +44,27 @@ Also printed, in the same run:
 
 - the float32 GEMM throughput of this machine: the median time of a numpy
   (4096 x 4096) @ (4096 x 4096) float32 product, 2 n^3 flops, at the start, and of
-  a 2048^3 one timed in the same rounds as the largest size (the reference for the
-  percentage, as it sees the same machine load);
-- the achieved GFLOP/s of the numpy backend at the largest size, counting
+  a 2048^3 one timed in the same rounds as the Elman cell's largest size (the
+  reference for the percentage, as it sees the same machine load);
+- the achieved GFLOP/s of the numpy backend's Elman cell at the largest size, counting
   6 T B H (D + H + O) flops for forward + backward (the usual 2 for forward,
   4 for backward per multiply-add of the three weight matrices), and its share of
   the GEMM throughput;
+- for every cell at (200, 64, 128, 512), the unavoidable GEMMs alone, timed in the
+  same rounds as the contenders, once with numpy and once with torch: the T per-step
+  products h_{t-1} W_h^T (B, H) x (H, G H) and dL/dz_t W_h (B, G H) x (G H, H), and
+  the GEMMs over all T B rows at once, the input projection (T B, D) x (D, G H), dW_x
+  and dW_h (G H, T B) x (T B, D or H), and the output layer's y, dW_y and dL/dh
+  (G gates: 1, 4, 3). Their time as a share of each contender's is how close it
+  comes to the GEMMs it cannot avoid; the rest is elementwise work and overhead;
 - the peak memory of the numpy backend's full BPTT, measured with tracemalloc
   (numpy reports its array buffers to it) as the peak traced during one call,
-  against what the call must hold at once:
-  the states hs (T+1, B, H) in the compute dtype, and the float64 results it
-  returns, dhs (T, B, H), dh0 (B, H) and the parameter gradients. Float64 input
-  is not copied by validation (it keeps read-only views).
+  against what the call must hold at once: the states (h, and c for the LSTM,
+  (T+1, B, H) each) and the gate activations a backward pass needs (the LSTM's four
+  gates, the GRU's three and W_hn h_{t-1} + b_hn, which PyTorch's fused GRU cell also
+  keeps) in the compute dtype, and the float64 results it returns, dhs (and dcs), dh0
+  (and dc0) and the parameter gradients. Float64 input is not copied by validation
+  (it keeps read-only views).
 """
 from __future__ import annotations
 
@@ -68,6 +82,8 @@ import numpy as np  # noqa: E402
 
 SIZES = common.SIZES
 GFLOP_SIZE = (200, 64, 128, 512)
+CELLS = ("elman", "lstm", "gru")
+BASELINES = {"elman": "torch.nn.RNN", "lstm": "torch.nn.LSTM", "gru": "torch.nn.GRU"}
 
 #: Seconds of pause before each contender's untimed and timed calls, and seconds
 #: of untimed calls before each timed one (see above); a lone callable is timed
@@ -101,8 +117,79 @@ def median_times(fns, repeats, warmup=2, fastest=None):
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+def gated_inputs(size, cell, seed=0):
+    """float64 numpy inputs of a gated cell with a linear output, O = D; the gate-stacked
+    shapes come from the cell's row."""
+    from reference.cells import CELLS as ROWS
+
+    _, RNNParams, _, _ = common.safe_import()
+    T, B, D, H = size
+    O, G = D, ROWS[cell].G
+    rng = np.random.default_rng(seed)
+    p = dict(W_x=rng.standard_normal((G * H, D)) / np.sqrt(D),
+             W_h=rng.standard_normal((G * H, H)) * (0.9 / np.sqrt(H)),
+             b_h=0.1 * rng.standard_normal(G * H),
+             W_y=rng.standard_normal((O, H)) / np.sqrt(H),
+             b_y=0.1 * rng.standard_normal(O))
+    if "b_hn" in ROWS[cell].extra:
+        p["b_hn"] = 0.1 * rng.standard_normal(H)
+    return RNNParams(**p), rng.standard_normal((T, B, D)), rng.standard_normal((T, B, O))
+
+
+class TorchGatedBaseline:
+    """torch.nn.LSTM or torch.nn.GRU + nn.Linear + squared error, autograd: the same model
+    and loss as RNNSpec(cell=..., output="linear", targets="every"), the weights mapped
+    as docs/contract.md section 1b says. Inputs are tensors already."""
+
+    def __init__(self, cell, params, xs, targets, dtype="float32"):
+        torch = self.torch = common.import_torch()
+        tdtype = getattr(torch, dtype)
+        D = params.W_x.shape[1]
+        H, O = params.W_h.shape[1], params.W_y.shape[0]
+        self.B = xs.shape[1]
+        self.rnn = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(D, H, dtype=tdtype)
+        self.lin = torch.nn.Linear(H, O, dtype=tdtype)
+        with torch.no_grad():
+            t = lambda a: torch.as_tensor(np.asarray(a), dtype=tdtype)  # noqa: E731
+            self.rnn.weight_ih_l0.copy_(t(params.W_x))
+            self.rnn.weight_hh_l0.copy_(t(params.W_h))
+            self.rnn.bias_ih_l0.copy_(t(params.b_h))
+            self.rnn.bias_hh_l0.zero_()
+            if cell == "gru":
+                self.rnn.bias_hh_l0[2 * H:].copy_(t(params.b_hn))
+            self.lin.weight.copy_(t(params.W_y))
+            self.lin.bias.copy_(t(params.b_y))
+            self.x, self.d = t(xs), t(targets)
+        self.cell, self.H = cell, H
+        self.weights = list(self.rnn.parameters()) + list(self.lin.parameters())
+
+    def bptt(self):
+        for w in self.weights:
+            w.grad = None
+        hs, _ = self.rnn(self.x)
+        loss = 0.5 * ((self.lin(hs) - self.d) ** 2).sum() / self.B
+        loss.backward()
+        return loss.detach()
+
+    def grads(self):
+        r, lin = self.rnn, self.lin
+        g = {"W_x": r.weight_ih_l0.grad, "W_h": r.weight_hh_l0.grad, "b_h": r.bias_ih_l0.grad,
+             "W_y": lin.weight.grad, "b_y": lin.bias.grad}
+        if self.cell == "gru":
+            g["b_hn"] = r.bias_hh_l0.grad[2 * self.H:]
+        return g
+
+
+def inputs_and_baseline(cell, size):
+    if cell == "elman":
+        params, xs, targets = common.make_inputs(size)
+        return params, xs, targets, common.TorchRNNBaseline(params, xs, targets)
+    params, xs, targets = gated_inputs(size, cell)
+    return params, xs, targets, TorchGatedBaseline(cell, params, xs, targets)
+
+
 def check_agreement(res, baseline):
-    """A backend's result and torch.nn.RNN's after ``baseline.bptt()`` are the same
+    """A backend's result and the baseline's after ``baseline.bptt()`` are the same
     loss and gradients: normwise relative differences within the float32 rtol of the
     conformance checks (two float32 computations of the same sums in other orders;
     about 1e-6 is seen here)."""
@@ -130,6 +217,40 @@ def gemm_call(n=GEMM_N):
     return lambda: np.matmul(a, b, out=c)
 
 
+def gemm_floor(size, G, lib):
+    """The GEMMs BPTT of a cell with G gates cannot avoid, in float32, as a callable
+    (numpy, or torch with ``lib="torch"``): T sequential products (B, H) x (H, G H) and
+    (B, G H) x (G H, H), and over all T B rows the input projection, dW_x, dW_h and the
+    output layer's three products. Returns (callable, flops)."""
+    T, B, D, H = size
+    O, GH, TB = D, G * H, T * B
+    rng = np.random.default_rng(3)
+    a = lambda *s: rng.standard_normal(s, dtype=np.float32)  # noqa: E731
+    arrays = dict(h=a(B, H), dz=a(B, GH), W_hT=a(H, GH), W_h=a(GH, H), out_f=np.empty((B, GH), np.float32),
+                  out_b=np.empty((B, H), np.float32), X=a(TB, D), Z=a(TB, GH), Hs=a(TB, H), W_x=a(D, GH),
+                  W_y=a(H, O), DY=a(TB, O))
+    if lib == "torch":
+        torch = common.import_torch()
+        arrays = {k: torch.from_numpy(v) for k, v in arrays.items()}
+        mm = lambda x, y, out=None: torch.matmul(x, y) if out is None else torch.matmul(x, y, out=out)  # noqa: E731
+    else:
+        mm = lambda x, y, out=None: np.matmul(x, y) if out is None else np.matmul(x, y, out=out)  # noqa: E731
+    v = arrays
+
+    def run():
+        for _ in range(T):
+            mm(v["h"], v["W_hT"], out=v["out_f"])    # forward: the gates of a step
+            mm(v["dz"], v["W_h"], out=v["out_b"])    # backward: dL/dz_t W_h
+        mm(v["X"], v["W_x"])                         # input projections
+        mm(v["Z"].T, v["X"])                         # dW_x
+        mm(v["Z"].T, v["Hs"])                        # dW_h
+        mm(v["Hs"], v["W_y"])                        # y
+        mm(v["DY"].T, v["Hs"])                       # dW_y
+        mm(v["DY"], v["W_y"].T)                      # dL/dh from the output layer
+    flops = 2 * TB * GH * (2 * H + 2 * D + H) + 3 * 2 * TB * H * O
+    return run, flops
+
+
 def peak_memory(backend, spec, params, xs, targets):
     """The peak of the memory traced during one call (tracing starts at the call)."""
     gc.collect()
@@ -140,16 +261,27 @@ def peak_memory(backend, spec, params, xs, targets):
     return peak
 
 
-def must_hold(T, B, D, H, O, itemsize):
-    states = (T + 1) * B * H * itemsize                       # hs_full in the compute dtype
-    results = 8 * (T * B * H + B * H + H * D + H * H + H + O * H + O)  # dhs, dh0, grads in float64
-    return states + results
+#: Per step, the (B, H) arrays of the compute dtype a backward pass needs: the
+#: states (h; h and c) and the gate activations (see the module docstring).
+HELD = {"elman": 1, "lstm": 2 + 4, "gru": 1 + 4}
+
+
+def must_hold(cell, T, B, D, H, O, itemsize):
+    from reference.cells import CELLS as ROWS
+
+    row = ROWS[cell]
+    S, G = len(row.state), row.G
+    kept = HELD[cell] * T * B * H * itemsize + S * B * H * itemsize   # (and the initial states)
+    n_params = G * H * (D + H + 1) + O * H + O + len(row.extra) * H
+    results = 8 * (S * (T * B * H + B * H) + n_params)              # dhs (dcs), dh0 (dc0), grads in float64
+    return kept + results
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--sizes", nargs="*", default=None, help="T,B,D,H ... (O = D)")
+    ap.add_argument("--cells", nargs="*", default=list(CELLS), choices=CELLS)
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
     args = ap.parse_args(argv)
 
@@ -157,67 +289,95 @@ def main(argv=None):
     get_backend, _, RNNSpec, _ = common.safe_import()
 
     sizes = [tuple(int(v) for v in s.split(",")) for s in args.sizes] if args.sizes else SIZES
-    spec = RNNSpec(activation="tanh", output="linear", targets="every")
     backends = {name: get_backend(name, "float32") for name in ("numpy", "torch")}
 
     env = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if os.environ.get(k)}
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}, torch {torch.__version__}, "
           f"cpus {os.cpu_count()}, threads: OpenBLAS {os.environ['OPENBLAS_NUM_THREADS']}, "
           f"torch {torch.get_num_threads()}; env {env}")
-    print(f"float32, tanh, linear output with O = D, every step scored; median of {args.repeats} "
+    print(f"float32, linear output with O = D, every step scored; median of {args.repeats} "
           f"after 2 warm-up calls\n")
 
     print("load average at start (1, 5, 15 min): %.2f %.2f %.2f" % os.getloadavg())
     t_big = median_times({"gemm": gemm_call(4096)}, 5, warmup=1)["gemm"]
     gflops = 2 * 4096 ** 3 / t_big / 1e9
-    print(f"numpy float32 GEMM 4096^3: {t_big * 1e3:.1f} ms = {gflops:.1f} GFLOP/s\n")
+    print(f"numpy float32 GEMM 4096^3: {t_big * 1e3:.1f} ms = {gflops:.1f} GFLOP/s")
 
-    header = f"{'T, B, D, H':>20} | {'torch.nn.RNN':>12} | {'numpy':>10} {'ratio':>6} | {'torch':>10} {'ratio':>6}"
-    print(header)
-    print("-" * len(header))
-    rows, mins = [], []
-    for size in sizes:
-        params, xs, targets = common.make_inputs(size)
-        baseline = common.TorchRNNBaseline(params, xs, targets)
-        for be in backends.values():
-            check_agreement(be.bptt(spec, params, xs, targets), baseline)
-        fns = {"base": baseline.bptt}
-        fns.update({name: (lambda be=be: be.bptt(spec, params, xs, targets)) for name, be in backends.items()})
-        if size == GFLOP_SIZE:   # the GEMM throughput under the same load, in the same rounds
-            fns["gemm"] = gemm_call()
-        fastest = {}
-        times = median_times(fns, args.repeats, fastest=fastest)
-        if "gemm" in times:
-            gemm_rounds = GEMM_FLOPS / times.pop("gemm") / 1e9
-        base = times.pop("base")
-        mins.append((size, {name: fastest[name] / fastest["base"] for name in backends}))
-        rows.append((size, base, times))
-        print(f"{str(size):>20} | {base * 1e3:9.2f} ms | {times['numpy'] * 1e3:7.2f} ms "
-              f"{times['numpy'] / base:5.2f}x | {times['torch'] * 1e3:7.2f} ms {times['torch'] / base:5.2f}x",
-              flush=True)
+    floors = {}   # cell -> (flops, times of the floor and the contenders at GFLOP_SIZE)
+    mins = []
+    gemm_rounds = elman_big = None
+    for cell in args.cells:
+        from reference.cells import CELLS as ROWS
 
-    print("ratios of the fastest calls (min / min), less sensitive to other load: "
-          + "; ".join(f"{size}: " + ", ".join(f"{n} {r:.2f}x" for n, r in rs.items()) for size, rs in mins))
-    for size, base, times in rows:
-        if size == GFLOP_SIZE:
-            T, B, D, H = size
-            flops = 6 * T * B * H * (D + H + D)
-            g = flops / times["numpy"] / 1e9
-            print(f"\nnumpy float32 GEMM {GEMM_N}^3 measured in the same rounds: {gemm_rounds:.1f} GFLOP/s")
-            print(f"numpy at {size}: {flops / 1e9:.2f} GFLOP in {times['numpy'] * 1e3:.1f} ms = {g:.1f} GFLOP/s "
-                  f"= {100 * g / gemm_rounds:.0f}% of the float32 GEMM throughput of the same rounds "
-                  f"({100 * g / gflops:.0f}% of the 4096^3 one at the start) "
-                  f"(torch.nn.RNN: {flops / base / 1e9:.1f} GFLOP/s, torch backend: "
-                  f"{flops / times['torch'] / 1e9:.1f} GFLOP/s)")
+        spec = RNNSpec(activation="tanh", output="linear", targets="every", cell=cell)
+        base_name = BASELINES[cell]
+        header = (f"{'T, B, D, H':>20} | {base_name:>13} | {'numpy':>10} {'ratio':>6} | "
+                  f"{'torch':>10} {'ratio':>6}")
+        print(f"\n{cell}\n{header}\n{'-' * len(header)}")
+        for size in sizes:
+            params, xs, targets, baseline = inputs_and_baseline(cell, size)
+            for be in backends.values():
+                check_agreement(be.bptt(spec, params, xs, targets), baseline)
+            fns = {"base": baseline.bptt}
+            fns.update({name: (lambda be=be, a=(spec, params, xs, targets): be.bptt(*a)) for name, be in backends.items()})
+            if size == GFLOP_SIZE:   # the GEMMs alone, under the same load, in the same rounds
+                flops = None
+                for lib in ("numpy", "torch"):
+                    fns[f"floor {lib}"], flops = gemm_floor(size, ROWS[cell].G, lib)
+                if cell == "elman":
+                    fns["gemm"] = gemm_call()
+            fastest = {}
+            times = median_times(fns, args.repeats, fastest=fastest)
+            if "gemm" in times:
+                gemm_rounds = GEMM_FLOPS / times.pop("gemm") / 1e9
+            base = times.pop("base")
+            if size == GFLOP_SIZE:
+                floors[cell] = (flops, {k: times.pop(f"floor {k}") for k in ("numpy", "torch")},
+                                dict(times, base=base))
+                if cell == "elman":
+                    elman_big = (base, dict(times))
+            mins.append((cell, size, {name: fastest[name] / fastest["base"] for name in backends}))
+            print(f"{str(size):>20} | {base * 1e3:10.2f} ms | {times['numpy'] * 1e3:7.2f} ms "
+                  f"{times['numpy'] / base:5.2f}x | {times['torch'] * 1e3:7.2f} ms {times['torch'] / base:5.2f}x",
+                  flush=True)
+
+    print("\nratios of the fastest calls (min / min), less sensitive to other load:")
+    for cell, size, rs in mins:
+        print(f"  {cell:5s} {str(size):>20}: " + ", ".join(f"{n} {r:.2f}x" for n, r in rs.items()))
+
+    if elman_big is not None and gemm_rounds is not None:
+        base, times = elman_big
+        T, B, D, H = GFLOP_SIZE
+        flops = 6 * T * B * H * (D + H + D)
+        g = flops / times["numpy"] / 1e9
+        print(f"\nnumpy float32 GEMM {GEMM_N}^3 measured in the same rounds: {gemm_rounds:.1f} GFLOP/s")
+        print(f"elman numpy at {GFLOP_SIZE}: {flops / 1e9:.2f} GFLOP in {times['numpy'] * 1e3:.1f} ms = {g:.1f} GFLOP/s "
+              f"= {100 * g / gemm_rounds:.0f}% of the float32 GEMM throughput of the same rounds "
+              f"({100 * g / gflops:.0f}% of the 4096^3 one at the start) "
+              f"(torch.nn.RNN: {flops / base / 1e9:.1f} GFLOP/s, torch backend: "
+              f"{flops / times['torch'] / 1e9:.1f} GFLOP/s)")
+    if floors:
+        print(f"\nThe unavoidable GEMMs at {GFLOP_SIZE} alone (same rounds), and their share of each contender's time:")
+        print(f"{'cell':>6} | {'GFLOP':>6} | {'GEMMs numpy':>11} {'torch':>9} | {'numpy backend':>17} | "
+              f"{'torch backend':>17} | {'torch.nn':>17}")
+        for cell, (flops, floor, t) in floors.items():
+            print(f"{cell:>6} | {flops / 1e9:6.1f} | {floor['numpy'] * 1e3:8.1f} ms {floor['torch'] * 1e3:6.1f} ms | "
+                  f"{t['numpy'] * 1e3:7.1f} ms {100 * floor['numpy'] / t['numpy']:5.0f}% | "
+                  f"{t['torch'] * 1e3:7.1f} ms {100 * floor['torch'] / t['torch']:5.0f}% | "
+                  f"{t['base'] * 1e3:7.1f} ms {100 * floor['torch'] / t['base']:5.0f}%")
+        print("(numpy backend: share of numpy's GEMMs; torch backend and torch.nn: share of torch's)")
 
     if not args.no_memory:
         print("\nPeak memory of numpy float32 full BPTT (tracemalloc, one public call):")
-        print(f"{'T, B, D, H':>20} | {'peak':>9} | {'must hold':>9} {'ratio':>6}")
-        for size in sizes:
-            T, B, D, H = size
-            peak = peak_memory(backends["numpy"], spec, *common.make_inputs(size))
-            need = must_hold(T, B, D, H, D, 4)
-            print(f"{str(size):>20} | {peak / 2**20:6.2f} MiB | {need / 2**20:6.2f} MiB {peak / need:5.2f}x")
+        print(f"{'cell':>6} {'T, B, D, H':>20} | {'peak':>10} | {'must hold':>10} {'ratio':>6}")
+        for cell in args.cells:
+            spec = RNNSpec(activation="tanh", output="linear", targets="every", cell=cell)
+            for size in sizes:
+                T, B, D, H = size
+                params, xs, targets, _ = inputs_and_baseline(cell, size)
+                peak = peak_memory(backends["numpy"], spec, params, xs, targets)
+                need = must_hold(cell, T, B, D, H, D, 4)
+                print(f"{cell:>6} {str(size):>20} | {peak / 2**20:6.2f} MiB | {need / 2**20:6.2f} MiB {peak / need:5.2f}x")
     print("\nload average at end (1, 5, 15 min): %.2f %.2f %.2f" % os.getloadavg())
     return 0
 

@@ -1,18 +1,27 @@
-"""The one fast BPTT loop, shared by the NumPy and the hand-written PyTorch backends.
+"""The one fast BPTT loop, shared by the NumPy and the hand-written PyTorch backends,
+for every cell of ``reference.cells.CELLS``.
 
-It is written once against ``Ops`` (numpy or torch arrays, any dtype/device):
+It is written once against ``Ops`` (numpy or torch arrays, any dtype/device); what
+varies with the cell is its kernel (``implementations.kernels``: the cell's buffers,
+its step and its backward step), looked up by the row's name. The row says the rest:
+the state (h, or h and c), the gate blocks, the extra parameters, the l2 set.
 
-- forward: the input projection is a GEMM per time chunk into the state buffer;
-  the recurrence is then one GEMM-accumulate and one in-place activation per step.
+- forward: the input projections of a time chunk are GEMMs into the kernel's
+  pre-activation buffer; the recurrence is then the kernel's step: one (B, G H)
+  product h_{t-1} W_h^T per step and the cell's elementwise work.
 - backward, one time chunk at a time from the last: the output layer and the loss of
   the chunk (the direct errors dl_t/dh_t go straight into the chunk's gradient
-  buffer), then per step only what is sequential, dL/dh_t += dL/da_{t+1} W_h and
-  dL/da_t = dL/dh_t f'(a_t), then the weight gradients of the chunk as GEMMs.
-- full BPTT writes each finished chunk of dL/dh_t into the float64 dhs it returns,
-  so no full-length gradient buffer exists in the compute dtype (and none at all in
-  float64); inputs are converted to the compute dtype one chunk at a time.
+  buffer), the kernel's derivative factors of the chunk in one vectorised pass, then
+  per step only what is sequential, the kernel's backward step (for the Elman cell
+  dL/dh_t += dL/da_{t+1} W_h and dL/da_t = dL/dh_t f'(a_t)), then the weight
+  gradients of the chunk as GEMMs.
+- full BPTT writes each finished chunk of dL/dh_t (and dL/dc_t) into the float64 dhs
+  (and dcs) it returns, so no full-length gradient buffer exists in the compute
+  dtype (and none at all in float64); inputs are converted to the compute dtype one
+  chunk at a time.
 - BPTT(h; h') runs the same segment loop once per block (section 2 of the
-  contract), reading the direct errors of every step computed once beforehand.
+  contract), reading the direct errors of every step computed once beforehand; a
+  segment starts with nothing flowing in, so the LSTM's h and c are detached together.
 
 Nothing here validates input or checks for overflow per step unless ``checked`` is
 set: ``Backend`` validates once and, only when a result is not finite, runs again
@@ -25,6 +34,8 @@ import numpy as np
 from reference.bptt import blocks
 from reference.types import RNNParams
 from reference.validation import overflow_error
+
+from .kernels import KERNELS
 
 #: Rows (steps x batch) of one time chunk: the weight-gradient and output-layer
 #: GEMMs have this many rows. Large enough for an efficient GEMM, small enough
@@ -41,41 +52,49 @@ def chunk_steps(T, B):
     return max(1, min(T, K))
 
 
-def forward_states(ops, case, checked=False):
-    """(hs_full, params): hs_full is (T+1, B, H) with hs_full[0] = h0."""
+def kernel_for(ops, case, p, K, keep):
+    """The kernel of the case's cell (``implementations.kernels``)."""
+    try:
+        cls = KERNELS[case.cell.name]
+    except KeyError:
+        raise NotImplementedError(f"cell {case.cell.name!r}") from None
+    return cls(ops, case, p, K, keep)
+
+
+def forward_states(ops, case, checked=False, keep=True):
+    """The forward pass: (kernel, params). ``kernel.states[k]`` is (T+1, B, H) per state
+    component (h, and c for the LSTM), index 0 the initial state; with ``keep`` the
+    kernel also holds every step's gate activations for the backward pass."""
     p = ops.params(case.params)
-    T, B, H, D = case.T, case.B, case.H, case.D
+    T, B = case.T, case.B
     K = chunk_steps(T, B)
-    hs_full = ops.empty((T + 1, B, H))
-    ops.assign_(hs_full[0], ops.asarray(case.h0))
-    hs = hs_full[1:]
-    # a_t = W_x x_t + b_h for all steps, a chunk at a time, then + W_h h_{t-1} step by step.
+    kern = kernel_for(ops, case, p, K, keep)
+    xs = ops.chunks(case.xs)
+    # The input projections of a chunk are one GEMM, all of them first where the kernel
+    # keeps every step (interleaved with the recurrence, torch's CPU GEMMs run about
+    # 10% slower at small sizes); else a chunk at a time, into the kernel's ring buffer.
+    ahead = kern.n == T
+    for i in range(0, T, K) if ahead else ():
+        kern.project(i, min(i + K, T), xs(i, min(i + K, T)))
+    step = kern.step
     for i in range(0, T, K):
         j = min(i + K, T)
-        a_c = hs[i:j].reshape((j - i) * B, H)
-        ops.matmul(ops.asarray(case.xs[i:j]).reshape((j - i) * B, D), p.W_x.T, out=a_c)
-        a_c += p.b_h
-    # W_h^T laid out row-major: with a transposed view, OpenBLAS's AVX-512 kernels
-    # run this (B, H) x (H, H) product about 20% slower.
-    W_hT = ops.contiguous(p.W_h.T)
-    tmp = ops.empty((B, H))
-    rows = ops.unbind(hs_full)
-    act = ops.activation(case.spec.activation)
-    for t in range(1, T + 1):
-        ops.addmm_(rows[t], rows[t - 1], W_hT, tmp)   # a_t += W_h h_{t-1}
-        act(rows[t])                                  # h_t = f(a_t)
-        if checked and not ops.all_finite(rows[t]):
-            raise overflow_error("forward pass", t, T)
-    return hs_full, p
+        if not ahead:
+            kern.project(i, j, xs(i, j))
+        for t in range(i + 1, j + 1):
+            step(t)                           # the recurrence, one (B, G H) product per step
+            if checked and not all(ops.all_finite(s[t]) for s in kern.state_rows):
+                raise overflow_error("forward pass", t, T)
+    return kern, p
 
 
 def forward(ops, case):
-    hs_full, p = forward_states(ops, case)
-    hs = hs_full[1:]
+    kern, p = forward_states(ops, case, keep=False)
+    hs = kern.states[0][1:]
     T, B, H = case.T, case.B, case.H
     ys = ops.matmul(hs.reshape(T * B, H), p.W_y.T).reshape(T, B, case.O)
     ys += p.b_y
-    return hs, ys
+    return hs, ys, (kern.states[1][1:] if len(kern.states) > 1 else None)
 
 
 class _Output:
@@ -88,6 +107,7 @@ class _Output:
         self.ops, self.case, self.p, self.hs, self.checked = ops, case, p, hs, checked
         self.first = 0 if case.spec.targets == "every" else case.T - 1   # first scored index
         self.dW_y, self.db_y = ops.zeros(p.W_y.shape), ops.zeros(p.b_y.shape)
+        self.targets = ops.chunks(case.targets)
         self.loss = 0.0
 
     def errors(self, i, j, out):
@@ -102,7 +122,7 @@ class _Output:
         h_c = self.hs[k:j].reshape(n, H)
         ys = ops.matmul(h_c, p.W_y.T)
         ys += p.b_y
-        d = ops.targets(case.targets[k:j])
+        d = self.targets(k, j)
         l_c, dys = ops.loss_and_grad(case.spec.output, ys, d.reshape(n, -1) if case.spec.output == "linear"
                                      else d.reshape(n))
         if self.checked and not (ops.all_finite(dys) and ops.all_finite(l_c)):
@@ -120,38 +140,45 @@ class _Output:
         for t in range(k, j):
             ys = ops.matmul(self.hs[t], p.W_y.T)
             ys += p.b_y
-            l_t, dys = ops.loss_and_grad(case.spec.output, ys, ops.targets(case.targets[t]))
+            l_t, dys = ops.loss_and_grad(case.spec.output, ys, self.targets(t, t + 1)[0])
             if not (ops.all_finite(dys) and ops.all_finite(l_t)):
                 return t + 1
         return k + 1
 
 
 def bptt(ops, case, checked=False):
-    hs_full, p = forward_states(ops, case, checked)
-    spec, T, B, H = case.spec, case.T, case.B, case.H
+    """(loss, grads, dh0, dhs, dc0, dcs); dc0 and dcs are None but for the LSTM, dhs and
+    dcs None when truncation cuts."""
+    kern, p = forward_states(ops, case, checked)
+    spec, cell, T, B, H = case.spec, case.cell, case.T, case.B, case.H
+    n_state = len(kern.states)
     K = chunk_steps(T, B)
-    out = _Output(ops, case, p, hs_full[1:], checked)
-    acc = RNNParams(W_x=ops.zeros(p.W_x.shape), W_h=ops.zeros(p.W_h.shape), b_h=ops.zeros(p.b_h.shape),
-                    W_y=out.dW_y, b_y=out.db_y)
-    seg = _Segment(ops, case, p, hs_full, acc, K, checked)
+    hs = kern.states[0][1:]
+    out = _Output(ops, case, p, hs, checked)
+    grads = {n: ops.zeros(getattr(p, n).shape) for n in cell.recurrent_params}
+    acc = RNNParams(**grads, W_y=out.dW_y, b_y=out.db_y)
+    seg = _Segment(ops, case, kern, acc, K, checked)
     if checked:  # name the first step whose loss overflows: scan the chunks in time order
-        probe, buf = _Output(ops, case, p, hs_full[1:], checked), ops.empty((K, B, H))
+        probe, buf = _Output(ops, case, p, hs, checked), ops.empty((K, B, H))
         for i in range(0, T, K):
             probe.errors(i, min(i + K, T), buf[:min(K, T - i)])
 
     if case.truncation is None:
         # Full BPTT: one block; the direct errors are made chunk by chunk as the
-        # backward pass reaches them, and every finished chunk of dL/dh goes into dhs.
-        dhs, in_place = ops.result_empty((T, B, H))
-        if in_place:   # dhs has the compute dtype: work in it
-            dh0 = seg.run(1, T, out.errors, None, dhs)
+        # backward pass reaches them, and every finished chunk of the total state
+        # gradients goes into dhs (and dcs).
+        totals = [ops.result_empty((T, B, H)) for _ in range(n_state)]
+        results = [r for r, _ in totals]
+        if totals[0][1]:   # the results have the compute dtype: work in them
+            d0 = seg.run(1, T, out.errors, None, results)
         else:
             def emit(i, j, g):
-                ops.assign_(dhs[i:j], g)
-            dh0 = seg.run(1, T, out.errors, emit, None)
+                for r, gk in zip(results, g):
+                    ops.assign_(r[i:j], gk)
+            d0 = seg.run(1, T, out.errors, emit, None)
     else:
-        dhs = None
-        dh0 = ops.zeros((B, H))
+        results = [None] * n_state
+        d0 = [ops.zeros((B, H)) for _ in range(n_state)]
         direct = ops.empty((T, B, H))
         for i in range(0, T, K):
             out.errors(i, min(i + K, T), direct[i:i + K])
@@ -162,78 +189,69 @@ def bptt(ops, case, checked=False):
                     g[:k - i] = 0.0
                 ops.assign_(g[k - i:], direct[k:j])
             carry = seg.run(s, e, fill, None, None)
-            if s == 1:                                     # the constant h_{s-1} is h0
-                dh0 += carry
+            if s == 1:                                     # the constant state_{s-1} is the initial state
+                for d, c in zip(d0, carry):
+                    ops.iadd_(d, c)
     loss = ops.item(out.loss) / B
 
     if spec.l2:  # + (l2/2) sum |W|^2 in the loss, + l2 W in the gradients
-        for name in ("W_x", "W_h", "W_y"):
+        for name in cell.l2:
             w = getattr(case.params, name)
             loss += spec.l2 / 2 * float(np.vdot(w, w))
             ops.axpy_(getattr(acc, name), spec.l2, getattr(p, name))
-    return loss, acc, dh0, dhs
+    dc0, dcs = (d0[1], results[1]) if n_state > 1 else (None, None)
+    return loss, acc, d0[0], results[0], dc0, dcs
 
 
 class _Segment:
-    """Backpropagation through a run of steps, one time chunk at a time."""
+    """Backpropagation through a run of steps, one time chunk at a time; the cell's
+    part of each step is the kernel's."""
 
-    def __init__(self, ops, case, p, hs_full, acc, K, checked):
-        self.ops, self.case, self.p, self.hs_full = ops, case, p, hs_full
-        self.acc, self.K, self.checked = acc, K, checked
-        B, H = case.B, case.H
-        self.fprime = ops.activation_derivative(case.spec.activation)
-        self.shape = (min(K, case.T), B, H)
-        self.g = self.g_rows = None           # dL/dh_t of the chunk (when not computed in place)
-        self.da = ops.empty(self.shape)       # dL/da_t of the chunk
-        self.da_rows = ops.unbind(self.da)
-        self.tmp = ops.empty((B, H))
-        self.carry = ops.empty((B, H))
+    def __init__(self, ops, case, kern, acc, K, checked):
+        self.ops, self.case, self.kern, self.acc, self.K, self.checked = ops, case, kern, acc, K, checked
+        self.shape = (min(K, case.T), case.B, case.H)
+        self.n_state = len(kern.states)
+        self.g = self.g_rows = None           # total dL/dstate of the chunk (when not computed in place)
+        self.xs = ops.chunks(case.xs)
+        kern.backward_buffers()
 
     def run(self, s, e, fill, emit, work):
         """Backpropagate through steps s..e (1-based). ``fill(i, j, g)`` writes the
-        direct errors of steps i+1..j into g; on return of each chunk g holds the
-        total dL/dh of its steps, passed to ``emit(i, j, g)`` when given. ``work``,
-        when given, is a (T, B, H) buffer used for g in place of the chunk buffer.
-        The weight gradients are added to ``acc``; returns dL/dh_{s-1}."""
-        ops, case, p, acc, K = self.ops, self.case, self.p, self.acc, self.K
-        B, H, D, T = case.B, case.H, case.D, case.T
-        W_h, tmp = p.W_h, self.tmp
+        direct errors of steps i+1..j into g, the chunk's dL/dh; on return of each
+        chunk ``g`` (one array per state component: dL/dh, and dL/dc for the LSTM)
+        holds the total gradients of its steps, passed to ``emit(i, j, gs)`` when
+        given. ``work``, when given, is one (T, B, H) buffer per state component used
+        in place of the chunk buffers. The weight gradients are added to ``acc``;
+        returns dL/dstate_{s-1}, a tuple."""
+        ops, kern, K, T, checked = self.ops, self.kern, self.K, self.case.T, self.checked
         n = e - s + 1
-        carry = None
+        kern.begin()
+        back = kern.back
         for lo in range(((n - 1) // K) * K, -1, -K):
             hi = min(lo + K, n)
             m = hi - lo
             i0 = s - 1 + lo                      # 0-based index of the chunk's first step
             if work is None:
                 if self.g is None:
-                    self.g = ops.empty(self.shape)
-                    self.g_rows = ops.unbind(self.g)
-                g, g_rows = self.g[:m], self.g_rows
+                    self.g = [ops.empty(self.shape) for _ in range(self.n_state)]
+                    self.g_rows = [ops.unbind(g) for g in self.g]
+                g, g_rows = [g[:m] for g in self.g], self.g_rows
             else:
-                g = work[i0:i0 + m]
-                g_rows = ops.unbind(g)
-            da, da_rows = self.da[:m], self.da_rows
-            fill(i0, i0 + m, g)
-            self.fprime(self.hs_full[i0 + 1:i0 + m + 1], da)   # f'(a_t) of the chunk, into da
+                g = [w[i0:i0 + m] for w in work]
+                g_rows = [ops.unbind(gk) for gk in g]
+            fill(i0, i0 + m, g[0])
+            kern.prepare(i0, m)                  # the chunk's derivative factors, vectorised
             for r in range(m - 1, -1, -1):
-                if carry is not None:
-                    ops.addmm_(g_rows[r], carry, W_h, tmp)     # dL/dh_t += dL/da_{t+1} W_h
-                ops.mul_(da_rows[r], g_rows[r])                # dL/da_t = dL/dh_t f'(a_t)
-                if self.checked and not ops.all_finite(g_rows[r]):
+                back(g_rows, r)                  # the cell's backward step
+                if checked and not (all(ops.all_finite(gk[r]) for gk in g_rows)
+                                         and ops.all_finite(kern.dz_rows[r])):
                     raise overflow_error("backward pass", i0 + r + 1, T)
-                carry = da_rows[r]
             if emit is not None:
                 emit(i0, i0 + m, g)
-            # Weight gradients of this chunk: a_t = W_x x_t + W_h h_{t-1} + b_h.
-            rows = m * B
-            da2 = da.reshape(rows, H)
-            ops.addmm_(acc.W_x, da2.T, ops.asarray(case.xs[i0:i0 + m]).reshape(rows, D))
-            ops.addmm_(acc.W_h, da2.T, self.hs_full[i0:i0 + m].reshape(rows, H))
-            ops.iadd_(acc.b_h, da2.sum(0))
-            if lo > 0:                            # the chunk buffer is reused below
-                ops.assign_(self.carry, carry)
-                carry = self.carry
-        dh = ops.matmul(carry, W_h)               # dL/dh_{s-1}
-        if self.checked and not ops.all_finite(dh):
+            kern.grads(i0, m, self.xs(i0, i0 + m), self.acc)   # the chunk's weight gradients: GEMMs
+            if lo > 0:                            # the chunk buffers are reused below
+                kern.keep_carry()
+        d = kern.carry_out()
+        if self.checked and not all(ops.all_finite(dk) for dk in d):
             raise overflow_error("backward pass", s, T)
-        return dh
+        return d

@@ -27,6 +27,14 @@ class NumpyOps:
     def targets(self, targets):
         return targets if targets.dtype.kind == "i" else self.asarray(targets)
 
+    def chunks(self, a):
+        """Steps i+1..j of a time-major input (xs or targets) as ``get(i, j)``, in the
+        compute dtype (integer class indices as they are), converted a chunk at a time,
+        so that no full-length copy exists (float64 input is not copied at all)."""
+        if a.dtype.kind == "i":
+            return lambda i, j: a[i:j]
+        return lambda i, j: self.asarray(a[i:j])
+
     def empty(self, shape):
         return np.empty(shape, dtype=self.dtype)
 
@@ -84,13 +92,8 @@ class NumpyOps:
         """In-place h = f(a)."""
         if name == "tanh":
             return lambda a: np.tanh(a, out=a)
-        if name == "sigmoid":  # 1/(1 + e^-a) = (1 + tanh(a/2))/2, without overflow
-            def sigmoid(a):
-                a *= 0.5
-                np.tanh(a, out=a)
-                a += 1.0
-                a *= 0.5
-            return sigmoid
+        if name == "sigmoid":
+            return NumpyOps.sigmoid_
         if name == "relu":
             return lambda a: np.maximum(a, 0.0, out=a)
         return lambda a: None  # identity
@@ -118,6 +121,45 @@ class NumpyOps:
     @staticmethod
     def mul_(a, b):
         np.multiply(a, b, out=a)
+
+    # Elementwise kernels of the gated cells, ``f(a, b, out)``; ``out`` may be one of
+    # the inputs. The ufuncs themselves (positional ``out``): no wrapper per call.
+    mul = staticmethod(np.multiply)
+    add = staticmethod(np.add)
+    sub = staticmethod(np.subtract)
+    tanh = staticmethod(np.tanh)
+    tanh_ = staticmethod(lambda a: np.tanh(a, a))
+
+    @staticmethod
+    def one_minus_(a):
+        """a = 1 - a."""
+        np.subtract(1.0, a, out=a)
+
+    @staticmethod
+    def sigmoid_(a):
+        """In-place a = 1 / (1 + e^-a). Relative error of a few ulps in both tails: at
+        a = -20 the float32 result is 2.06e-9 (the form (1 + tanh(a/2)) / 2 gives exactly
+        0 there). For a below about -88.7 (float32) or -709 (float64) e^-a overflows
+        to inf and the result is 0, the correct limit (callers run under
+        ``np.errstate(over="ignore")``, as ``Backend`` does)."""
+        np.negative(a, out=a)
+        np.exp(a, out=a)
+        a += 1.0
+        np.reciprocal(a, out=a)
+
+    #: The gated kernels hand ``gate_sigmoid_`` the negated pre-activations -z (their
+    #: forward weights of the sigmoid gates are negated), so that e^-z costs no
+    #: negation per step.
+    gate_sigmoid_negated = True
+
+    @staticmethod
+    def gate_sigmoid_(u):
+        """In-place sigma(z) = 1 / (1 + e^u) from u = -z (accurate as ``sigmoid_``)."""
+        np.exp(u, u)
+        u += 1.0
+        np.reciprocal(u, u)
+
+    concat = staticmethod(np.concatenate)
 
     def loss_and_grad(self, output, ys, d):
         """Sum over rows of l(y, d) and dl/dy (written over ys): ys (N, O)."""
@@ -147,6 +189,20 @@ class TorchOps:
         self.dtype = getattr(torch, dtype)
         self.np_dtype = np.dtype(dtype)
         self.device = torch.device(device)
+        if self.device.type == "cpu":
+            # numpy's tanh on the same memory: torch's CPU tanh kernel is several times
+            # slower than numpy's (about 40 us against 6 us for 64 x 512 float32 here).
+            def tanh(a, out):
+                np.tanh(a.numpy(), out=out.numpy())
+
+            def tanh_(a):
+                v = a.numpy()
+                np.tanh(v, out=v)
+        else:
+            def tanh(a, out):
+                torch.tanh(a, out=out)
+            tanh_ = torch.tanh_
+        self.tanh, self.tanh_ = tanh, tanh_
 
     def asarray(self, a):
         return self._tensor(np.ascontiguousarray(a, dtype=self.np_dtype))
@@ -169,6 +225,17 @@ class TorchOps:
             return self._tensor(np.ascontiguousarray(targets))
         return self.asarray(targets)
 
+    def chunks(self, a):
+        """Steps i+1..j of a time-major input as ``get(i, j)``: converted a chunk at a
+        time on the CPU (sharing float64 memory); on a GPU uploaded once, so that the
+        loops issue no host-to-device copies."""
+        if self.device.type != "cpu":
+            full = self.targets(a)
+            return lambda i, j: full[i:j]
+        if a.dtype.kind == "i":
+            return lambda i, j: self._tensor(np.ascontiguousarray(a[i:j]))
+        return lambda i, j: self.asarray(a[i:j])
+
     def empty(self, shape):
         return self.torch.empty(shape, dtype=self.dtype, device=self.device)
 
@@ -188,10 +255,15 @@ class TorchOps:
         dst.copy_(src)
 
     def result_empty(self, shape):
-        """(a float64 tensor in host memory, which ``to_numpy`` returns without a
-        copy; whether the engine can compute in it directly)."""
-        out = self.torch.from_numpy(np.empty(shape))
-        return out, self.dtype == self.torch.float64 and self.device.type == "cpu"
+        """(a float64 tensor for a returned array, whether the engine can compute in it
+        directly). On the CPU it is host memory that ``to_numpy`` returns without a
+        copy; on a GPU it stays in device memory until the one copy at the end, so
+        that the loops never wait for a device-to-host transfer."""
+        if self.device.type == "cpu":
+            out = self.torch.from_numpy(np.empty(shape))
+        else:
+            out = self.torch.empty(shape, dtype=self.torch.float64, device=self.device)
+        return out, self.dtype == self.torch.float64
 
     @staticmethod
     def unbind(a):
@@ -222,17 +294,9 @@ class TorchOps:
     def activation(self, name):
         torch = self.torch
         if name == "tanh":
-            if self.device.type == "cpu":
-                # torch's CPU tanh kernel is several times slower than numpy's on the
-                # same memory (about 40 us against 6 us for 64 x 512 float32 here);
-                # the tensor and its numpy view share the buffer.
-                def tanh_cpu(a):
-                    v = a.numpy()
-                    np.tanh(v, out=v)
-                return tanh_cpu
-            return torch.tanh_
+            return self.tanh_   # numpy's kernel on the CPU (see __init__)
         if name == "sigmoid":
-            return torch.sigmoid_
+            return self.sigmoid_
         if name == "relu":
             return torch.relu_
         return lambda a: None
@@ -260,6 +324,33 @@ class TorchOps:
     @staticmethod
     def mul_(a, b):
         a.mul_(b)
+
+    # Elementwise kernels of the gated cells; ``out`` may be one of the inputs.
+    def mul(self, a, b, out):
+        self.torch.mul(a, b, out=out)
+
+    def add(self, a, b, out):
+        self.torch.add(a, b, out=out)
+
+    def sub(self, a, b, out):
+        self.torch.sub(a, b, out=out)
+
+    @staticmethod
+    def one_minus_(a):
+        """a = 1 - a."""
+        a.neg_().add_(1.0)
+
+    @staticmethod
+    def sigmoid_(a):
+        """In-place logistic sigmoid: torch's kernel keeps both tails (2.06e-9 at
+        a = -20 in float32)."""
+        a.sigmoid_()
+
+    gate_sigmoid_negated = False   # one kernel call either way
+    gate_sigmoid_ = sigmoid_
+
+    def concat(self, arrays):
+        return self.torch.cat(arrays)
 
     def loss_and_grad(self, output, ys, d):
         torch = self.torch
