@@ -47,14 +47,28 @@ def spread_of(ref, outs, get):
     return np.max([np.abs(a - np.asarray(get(o), dtype=np.float64)) for o in outs], axis=0)
 
 
+_LAST = {"case": None, "values": {}}
+
+
+def _memo(p: Problem, key, compute):
+    """The reference's computations on one case, shared by the oracle, the spread and the
+    floors of a property call (a case is immutable; only the last case is kept)."""
+    if _LAST["case"] is not p:
+        _LAST["case"], _LAST["values"] = p, {}
+    values = _LAST["values"]
+    if key not in values:
+        values[key] = compute()
+    return values[key]
+
+
 def reference_bptt(p: Problem, truncation="same"):
     args, kw = p.bptt_args(truncation)
-    return reference.bptt(*args, **kw)
+    return _memo(p, ("bptt", kw["truncation"]), lambda: reference.bptt(*args, **kw))
 
 
 def reference_forward(p: Problem):
     (spec, params, xs), kw = p.forward_args()
-    return reference.forward(spec, params, xs, **kw)
+    return _memo(p, "forward", lambda: reference.forward(spec, params, xs, **kw))
 
 
 def reference_spread(p: Problem, u: float, truncation="same"):
@@ -115,14 +129,25 @@ def gru_forward_floor(p: Problem, caches=None) -> dict:
     return {"local": local, "hs": F, "ys": F @ np.abs(np.asarray(p.params.W_y, dtype=np.float64)).T}
 
 
+def _run(p: Problem):
+    """The reference forward pass of the validated case: (states, caches, ys, dys) with
+    dys the direct errors dL/dy_t (reference.bptt.loss_terms)."""
+    def compute():
+        args, kw = p.bptt_args(None)
+        case = validate_bptt(*args, **kw)
+        with np.errstate(all="ignore"):
+            states, caches, ys = run_forward(case)
+            return states, caches, ys, loss_terms(case, ys)[1]
+    return _memo(p, "run", compute)
+
+
 def _caches(p: Problem):
     """The reference forward caches of the case (one tuple per step, laid out by the
     cell's step in reference.cells), stacked field by field into (T, B, ...) arrays."""
-    args, kw = p.bptt_args(None)
-    case = validate_bptt(*args, **kw)
-    with np.errstate(all="ignore"):
-        _, caches, _ = run_forward(case)
-    return [np.stack([c[k] for c in caches]) for k in range(len(caches[0]))]
+    def compute():
+        caches = _run(p)[1]
+        return [np.stack([c[k] for c in caches]) for k in range(len(caches[0]))]
+    return _memo(p, "caches", compute)
 
 
 def _param_floors(Ex, Eh, X, Hp):
@@ -173,11 +198,7 @@ def _gru_floor(p: Problem, full):
     # the forward pass's floor (gru_forward_floor) reaches dL/dy_t at the scored steps: linear
     # output dl/dy = y - d moves with y; softmax p - onehot by at most 2 max|dy| per entry
     fwd = gru_forward_floor(p, caches)
-    args, kw = p.bptt_args(None)
-    case = validate_bptt(*args, **kw)
-    with np.errstate(all="ignore"):
-        states, _, ys = run_forward(case)
-        _, dys = loss_terms(case, ys)
+    states, _, _, dys = _run(p)
     hs = np.abs(np.stack([st[0] for st in states[1:]]))
     scored = np.zeros((T, 1, 1))
     scored[[t - 1 for t in scored_steps(p.spec, T)]] = 1.0
