@@ -260,13 +260,13 @@ class Comparison:
     def worst(self) -> Optional[ArrayError]:
         return max(self.arrays, key=lambda a: a.ratio, default=None)
 
-    def verdict(self, what="differs from the reference") -> Measured:
+    def verdict(self, what="from the reference") -> Measured:
         """Raise PropertyFailure naming every array over its tolerance, worst first;
         else the worst ratio (with its raw numbers)."""
         bad = sorted((a for a in self.arrays if a.ratio > 1.0), key=lambda a: -a.ratio)
         if bad:
             head = ", ".join(f"{a.name} ({a.ratio:.3g} x tolerance)" for a in bad)
-            lines = [f"{len(bad)} quantit{'y' if len(bad) == 1 else 'ies'} {what}, worst first: {head}"]
+            lines = [f"{len(bad)} quantit{'y differs' if len(bad) == 1 else 'ies differ'} {what}, worst first: {head}"]
             lines += [f"  {a.text()}" for a in bad]
             raise PropertyFailure("\n".join(lines), error=bad[0].ratio,
                                   raw={"failing": [a.raw() for a in bad], "dtype": self.dtype})
