@@ -20,7 +20,7 @@ import numpy as np
 from implementations.backends import NumpyBackend, ReferenceBackend
 from implementations.ops import NumpyOps
 from reference.bptt import blocks, loss_terms, run_forward, stack_states
-from reference.cells import CELLS, lstm_backward, lstm_step, sigmoid
+from reference.cells import ACTIVATION, CELLS, lstm_backward, lstm_step, sigmoid
 from reference.types import BPTTResult, ForwardResult, RNNParams, Truncation
 from reference.validation import Case
 
@@ -353,6 +353,37 @@ class LSTMWhGradWrongStep(_ModifiedRow):
         return replace(row, step=_lstm_step_wrong_h, backward=lstm_backward)
 
 
+def _flushed_sigmoid_step(p, x, state, act):
+    (h,) = state
+    a = x @ p.W_x.T + h @ p.W_h.T + p.b_h
+    h_new = CELLS["elman"].step(p, x, state, act)[0][0]
+    if act == "sigmoid":   # (1 + tanh(a/2)) / 2 in float32: 0 once tanh(a/2) rounds to -1
+        h_new = np.where(h_new < 2.0 ** -24, 0.0, h_new)
+    return (h_new,), (x, h, a, h_new)
+
+
+def _flushed_sigmoid_backward(p, cache, dstate, act):
+    x, h, a, h_new = cache
+    (dh,) = dstate
+    fprime = h_new * (1 - h_new) if act == "sigmoid" else ACTIVATION[act].fprime(a)   # f' from the flushed h
+    da = dh * fprime
+    return (da @ p.W_h,), {"W_x": da.T @ x, "W_h": da.T @ h, "b_h": da.sum(axis=0)}, dstate
+
+
+class SigmoidTailFlushed(_ModifiedRow):
+    """A float32 kernel whose sigmoid is (1 + tanh(a/2)) / 2: exactly 0 below float32's
+    unit roundoff (a < -17), where the true value (2e-9 at a = -20) is representable."""
+
+    broken_cell = "elman"
+    dtypes = ("float32",)
+
+    def __init__(self, dtype="float32"):
+        super().__init__(dtype)
+
+    def modify(self, row):
+        return replace(row, step=_flushed_sigmoid_step, backward=_flushed_sigmoid_backward)
+
+
 class DroppedDc0(_Wrapped):
     """dL/dc0 of the LSTM is returned as zeros."""
 
@@ -404,7 +435,7 @@ BROKEN = {cls.__name__: cls for cls in [
     ScaledGrad, DroppedBiasGrad, SumOverBatch, TruncationOffByOne, HPrimeIgnored, DroppedDh0, LongSequenceBug,
     WideLayerBug, ReluOnlyBug, SoftmaxOnlyBug, Float32Claims64, ShiftedDhs, ShiftedForward,
     LSTMGateOrderSwapped, GRUResetBeforeMatmul, LSTMMissingTanhPrime, CNotDetached, DroppedDc0, DroppedBhnGrad,
-    LSTMWhGradWrongStep,
+    LSTMWhGradWrongStep, SigmoidTailFlushed,
 ]}
 #: The broken backends whose bug is in a gated cell (an Elman-only check cannot flag them).
 GATED = ("LSTMGateOrderSwapped", "GRUResetBeforeMatmul", "LSTMMissingTanhPrime", "CNotDetached", "DroppedDc0",
