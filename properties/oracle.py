@@ -282,7 +282,9 @@ def rounding_floor(p: Problem, truncation="same", full=None) -> dict:
 def loss_magnitude(p: Problem) -> float:
     """The size of the numbers L is computed from, which sets its rounding error:
     L itself plus, per scored term, |y| |y - d| (linear) or max|y| (softmax: the
-    log-sum-exp of logits in the thousands is exact only to u max|y|)."""
+    log-sum-exp of logits in the thousands is exact only to u max|y|), plus the
+    saturation floor of the forward pass (the GRU's 1 - z_t: a z_t rounded near 1 moves
+    h_t, and L through dL/dh_t, far more than the size of L shows)."""
     ys = reference_forward(p).ys
     steps = range(p.T) if p.spec.targets == "every" else [p.T - 1]
     (spec, params, xs, targets), kw = p.bptt_args(None)
@@ -294,7 +296,7 @@ def loss_magnitude(p: Problem) -> float:
             total += float((y * (1 + np.abs(ys[i] - p.targets[i]))).sum()) / p.B
         else:
             total += float(y.max(axis=1).sum()) / p.B
-    return total
+    return total + saturation_floor(p).get("loss", 0.0)
 
 
 def agree_with(backend, p, want, spread, truncation="same", full=None):
