@@ -6,7 +6,7 @@ import numpy as np
 from reference.types import RNNParams
 
 from .hypothesis_helpers import Problem
-from .results import PARAM_NAMES, PropertyFailure, backend_bptt
+from .results import PropertyFailure, backend_bptt, param_names, result_arrays
 
 
 def _same(a, b):
@@ -16,23 +16,27 @@ def _same(a, b):
     return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b)
 
 
+def _diff(a, b):
+    if a is None or b is None or np.shape(a) != np.shape(b):
+        return "n/a"
+    return f"{float(np.abs(np.asarray(a, dtype=float) - np.asarray(b, dtype=float)).max(initial=0.0)):.3g}"
+
+
 def prop_determinism(backend, p: Problem):
     """The same call twice gives the same answer, bit for bit."""
     (spec, params, xs), kw = p.forward_args()
     f1, f2 = backend.forward(spec, params, xs, **kw), backend.forward(spec, params, xs, **kw)
-    for n in ("hs", "ys"):
-        if not _same(getattr(f1, n), getattr(f2, n)):
-            raise PropertyFailure(f"forward {n} differs between two identical calls "
-                                  f"(max diff {np.abs(np.asarray(getattr(f1, n)) - getattr(f2, n)).max():.3g})")
-    r1, r2 = backend_bptt(backend, p), backend_bptt(backend, p)
-    pairs = [("loss", r1.loss, r2.loss), ("dh0", r1.dh0, r2.dh0), ("dhs", r1.dhs, r2.dhs)]
-    pairs += [(f"grads.{n}", getattr(r1.grads, n), getattr(r2.grads, n)) for n in PARAM_NAMES]
-    for n, a, b in pairs:
+    for n in ("hs", "ys", "cs"):
+        a, b = getattr(f1, n, None), getattr(f2, n, None)
         if not _same(a, b):
-            diff = np.abs(np.asarray(a, dtype=float) - np.asarray(b, dtype=float)).max() \
-                if a is not None and b is not None and np.shape(a) == np.shape(b) else "n/a"
-            raise PropertyFailure(f"bptt {n} differs between two identical calls (max diff {diff})")
-    return 0.0
+            raise PropertyFailure(f"forward {n} differs between two identical calls (max diff {_diff(a, b)})")
+    r1, r2 = backend_bptt(backend, p), backend_bptt(backend, p)
+    a1, a2 = result_arrays(r1, param_names(p)), result_arrays(r2, param_names(p))
+    for n in sorted(set(a1) | set(a2)):
+        if not _same(a1.get(n), a2.get(n)):
+            raise PropertyFailure(f"bptt {n} differs between two identical calls (max diff "
+                                  f"{_diff(a1.get(n), a2.get(n))})")
+    return None
 
 
 def prop_inputs_untouched(backend, p: Problem):
@@ -41,19 +45,24 @@ def prop_inputs_untouched(backend, p: Problem):
     arrays = {n: np.array(w, dtype=np.float64) for n, w in p.params.as_dict().items()}
     params = RNNParams(**arrays)
     inputs = dict(arrays, xs=np.array(p.xs, dtype=np.float64), targets=np.array(p.targets))
-    if p.h0 is not None:
-        inputs["h0"] = np.array(p.h0, dtype=np.float64)
+    for n in ("h0", "c0"):
+        if getattr(p, n) is not None:
+            inputs[n] = np.array(getattr(p, n), dtype=np.float64)
     before = {k: v.copy() for k, v in inputs.items()}
-    ids = {n: id(getattr(params, n)) for n in PARAM_NAMES}
-    backend.forward(p.spec, params, inputs["xs"], h0=inputs.get("h0"))
-    backend.bptt(p.spec, params, inputs["xs"], inputs["targets"], h0=inputs.get("h0"), truncation=p.truncation)
-    for n in PARAM_NAMES:
+    ids = {n: id(getattr(params, n)) for n in arrays}
+    kw = {"h0": inputs.get("h0")}
+    if len(p.cell.state) > 1:   # c0 only for an LSTM spec
+        kw["c0"] = inputs.get("c0")
+    backend.forward(p.spec, params, inputs["xs"], **kw)
+    backend.bptt(p.spec, params, inputs["xs"], inputs["targets"], truncation=p.truncation, **kw)
+    for n in arrays:
         if id(getattr(params, n)) != ids[n]:
             raise PropertyFailure(f"params.{n} was replaced by the backend")
     for k, v in inputs.items():
         if not _same(v, before[k]):
             if v.shape == before[k].shape:
                 idx = tuple(int(i) for i in np.argwhere(v != before[k])[0])
-                raise PropertyFailure(f"input {k}{list(idx)} was changed from {before[k][idx]!r} to {v[idx]!r}")
+                raise PropertyFailure(f"input {k}{list(idx)} was changed from {float(before[k][idx])} to "
+                                      f"{float(v[idx])}")
             raise PropertyFailure(f"input {k} was changed (shape {before[k].shape} -> {v.shape})")
-    return 0.0
+    return None

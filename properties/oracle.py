@@ -1,7 +1,8 @@
 """What the reference says about a case and how sure it can be: the reference result,
 its measured conditioning (its response to rounding-sized changes of the inputs), and
-the rounding floors that no input perturbation shows (saturated tanh/sigmoid, softmax).
-``agree_with`` compares a backend with a reference answer under all of them.
+the rounding floors that no input perturbation shows (saturated tanh/sigmoid and
+gates, softmax). ``agree_with`` compares a backend with a reference answer under all
+of them.
 """
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from dataclasses import replace
 import numpy as np
 
 import reference
-from reference.types import RNNParams, RNNSpec
+from reference.bptt import loss_terms, run_forward, scored_steps
+from reference.cells import ACTIVATION
+from reference.types import RNNParams
+from reference.validation import validate_bptt
 
 from .hypothesis_helpers import Problem
-from .results import PARAM_NAMES, Comparison, backend_bptt, compare_bptt, dtype_of, result_scale
+from .results import Comparison, backend_bptt, compare_bptt, dtype_of, param_names, result_scale
 from .tolerances import perturb, tolerance_for
 
 
@@ -29,8 +33,9 @@ def perturbed(p: Problem, u: float, mode: str = "signs") -> Problem:
         return perturb(rng, a, u) if mode == "signs" else np.asarray(a, dtype=np.float64) * (1 + u)
     params = RNNParams(**{n: move(w) for n, w in p.params.as_dict().items()})
     h0 = None if p.h0 is None else move(p.h0)
+    c0 = None if p.c0 is None else move(p.c0)
     targets = move(p.targets) if p.spec.output == "linear" else p.targets
-    return replace(p, params=params, xs=move(p.xs), h0=h0, targets=targets)
+    return replace(p, params=params, xs=move(p.xs), h0=h0, c0=c0, targets=targets)
 
 
 def spread_of(ref, outs, get):
@@ -42,45 +47,197 @@ def spread_of(ref, outs, get):
     return np.max([np.abs(a - np.asarray(get(o), dtype=np.float64)) for o in outs], axis=0)
 
 
+_LAST = {"case": None, "values": {}}
+
+
+def _memo(p: Problem, key, compute):
+    """The reference's computations on one case, shared by the oracle, the spread and the
+    floors of a property call (a case is immutable; only the last case is kept)."""
+    if _LAST["case"] is not p:
+        _LAST["case"], _LAST["values"] = p, {}
+    values = _LAST["values"]
+    if key not in values:
+        values[key] = compute()
+    return values[key]
+
+
+def reference_bptt(p: Problem, truncation="same"):
+    args, kw = p.bptt_args(truncation)
+    return _memo(p, ("bptt", kw["truncation"]), lambda: reference.bptt(*args, **kw))
+
+
+def reference_forward(p: Problem):
+    (spec, params, xs), kw = p.forward_args()
+    return _memo(p, "forward", lambda: reference.forward(spec, params, xs, **kw))
+
+
 def reference_spread(p: Problem, u: float, truncation="same"):
     """(the reference BPTT, its spread): the spread is a BPTTResult of the largest
     response of each entry to the perturbations of the inputs (PERTURBATIONS), the
     measured conditioning of this case."""
     ref = reference_bptt(p, truncation)
     outs = [reference_bptt(perturbed(p, u, m), truncation) for m in PERTURBATIONS]
-    grads = RNNParams(**{n: spread_of(ref, outs, lambda r, n=n: getattr(r.grads, n)) for n in PARAM_NAMES})
-    return ref, reference.BPTTResult(loss=float(spread_of(ref, outs, lambda r: np.array(r.loss))), grads=grads,
-                                     dh0=spread_of(ref, outs, lambda r: r.dh0), dhs=spread_of(ref, outs, lambda r: r.dhs))
+    grads = RNNParams(**{n: spread_of(ref, outs, lambda r, n=n: getattr(r.grads, n)) for n in param_names(p)})
+    return ref, reference.BPTTResult(
+        loss=float(spread_of(ref, outs, lambda r: np.array(r.loss))), grads=grads,
+        dh0=spread_of(ref, outs, lambda r: r.dh0), dhs=spread_of(ref, outs, lambda r: r.dhs),
+        dc0=spread_of(ref, outs, lambda r: r.dc0), dcs=spread_of(ref, outs, lambda r: r.dcs))
 
 
-def reference_bptt(p: Problem, truncation="same"):
-    args, kw = p.bptt_args(truncation)
-    return reference.bptt(*args, **kw)
+# ---------------------------------------------------------------------------
+# Rounding floors: what a correct backend leaves undetermined although no
+# rounding-sized change of the inputs shows it.
+#
+# A saturating function's derivative is computed from its rounded value v (relative
+# error ~u) and is then known only to an ABSOLUTE error that does not shrink with
+# the derivative:
+#     tanh:    1 - v^2          from v(1 + e): error 2 e v^2      -> ~2u v^2   (-> 2u at |v| -> 1)
+#     sigmoid: v (1 - v)        from v(1 + e): error e v (1 - 2v) -> <= u v    (-> u at v -> 1, relative near 0)
+#     1 - z (a GRU gate):       from z(1 + e): error e z          -> u z
+# Where the function saturates the derivative is below u, so the rounding of v decides
+# it completely: in float32 tanh(9) rounds to 1 and 1 - v^2 is 0 or 1.2e-7 while the
+# true value is 6e-8. No perturbation of the inputs shows this (tanh(30 + d) rounds to 1
+# whatever d), so it is added as an absolute floor: per unit u, the size of each such
+# factor's uncertainty (v^2, v, z) times what multiplies it, carried one step through
+# |W_h| into dL/dh_{t-1} (further steps multiply it by the next steps' derivatives,
+# which the relative tolerances cover) and, where a gate carries the gradient back
+# without W_h (the LSTM's c_t = f c_{t-1} + ..., the GRU's h_t = ... + z h_{t-1}), all the
+# way back by the gate itself (f, z <= 1: it cannot grow). Sigmoid's lower tail is
+# relative: a sigmoid that returns 0 for 2e-9 is a precision defect (issue 10), not
+# rounding. Relu and identity have exact derivatives. The tolerance multiplies the
+# floor by ``slope * u`` (tolerances.py).
+#
+# One such factor sits in a forward pass: the GRU's h_t = (1 - z) n + z h_{t-1}, computed
+# as written or as n + z (h_{t-1} - n), changes by (h_{t-1} - n) dz, i.e. by up to
+# u z |h_{t-1} - n| absolutely for a z rounded near 1 (where h_t ~ h_{t-1} may be far
+# smaller than n, and so is everything computed from it). That error is carried to later
+# states by z, reaches y_t through |W_y|, the loss through |dL/dh_t|, and the output
+# layer's gradients through dL/dy_t and h_t (``gru_forward_floor``).
+
+
+def gru_forward_floor(p: Problem, caches=None) -> dict:
+    """The GRU forward pass's rounding floor per unit u (see above): {"local": what step t
+    adds to h_t, "hs": carried through later steps by z, "ys": through |W_y|}; {} for
+    the other cells, whose forward passes have no such factor."""
+    if p.spec.cell != "gru":
+        return {}
+    X, Hp, R, Z, N, HN = _caches(p) if caches is None else caches
+    local = Z * np.abs(Hp - N)
+    F = np.zeros_like(local)
+    for t in range(len(F)):
+        F[t] = local[t] + (Z[t] * F[t - 1] if t else 0.0)
+    return {"local": local, "hs": F, "ys": F @ np.abs(np.asarray(p.params.W_y, dtype=np.float64)).T}
+
+
+def _run(p: Problem):
+    """The reference forward pass of the validated case: (states, caches, ys, dys) with
+    dys the direct errors dL/dy_t (reference.bptt.loss_terms)."""
+    def compute():
+        args, kw = p.bptt_args(None)
+        case = validate_bptt(*args, **kw)
+        with np.errstate(all="ignore"):
+            states, caches, ys = run_forward(case)
+            return states, caches, ys, loss_terms(case, ys)[1]
+    return _memo(p, "run", compute)
+
+
+def _caches(p: Problem):
+    """The reference forward caches of the case (one tuple per step, laid out by the
+    cell's step in reference.cells), stacked field by field into (T, B, ...) arrays."""
+    def compute():
+        caches = _run(p)[1]
+        return [np.stack([c[k] for c in caches]) for k in range(len(caches[0]))]
+    return _memo(p, "caches", compute)
+
+
+def _param_floors(Ex, Eh, X, Hp):
+    """The floors of W_x, W_h, b_h from the pre-activation floors of the input and the
+    recurrent products (the same array for all cells but the GRU's n gate)."""
+    return {"W_x": np.einsum("tbk,tbd->kd", Ex, np.abs(X)), "W_h": np.einsum("tbk,tbj->kj", Eh, np.abs(Hp)),
+            "b_h": Ex.sum(axis=(0, 1))}
+
+
+def _elman_floor(p: Problem, full):
+    if p.spec.activation not in ("tanh", "sigmoid"):
+        return {}
+    X, Hp, A = _caches(p)
+    v = ACTIVATION[p.spec.activation].f(A)
+    E = np.abs(full.dhs) * (v ** 2 if p.spec.activation == "tanh" else v)   # dL/da_t = dL/dh_t f'(a_t)
+    back = E @ np.abs(np.asarray(p.params.W_h, dtype=np.float64))           # into dL/dh_{t-1}
+    return dict(_param_floors(E, E, X, Hp), dh0=back[0], dhs=np.concatenate([back[1:], np.zeros_like(back[:1])]))
+
+
+def _lstm_floor(p: Problem, full):
+    X, Hp, Cp, I, F, G, O, C = _caches(p)
+    T = len(X)
+    tc = np.tanh(C)
+    dh, dc = np.abs(full.dhs), np.abs(full.dcs)      # dL/dh_t (c_t fixed), total dL/dc_t
+    W = np.abs(np.asarray(p.params.W_h, dtype=np.float64))
+    # the gates' derivative factors at step t: i(1-i), f(1-f), 1-g^2, o(1-o)
+    local = np.concatenate([dc * np.abs(G) * I, dc * np.abs(Cp) * F, dc * I * G ** 2, dh * np.abs(tc) * O], axis=2)
+    Fh = np.zeros_like(dh)                           # dL/dh_t's floor, one step back through |W_h|
+    Fh[:-1] = local[1:] @ W
+    Fc = np.zeros_like(dc)                           # dL/dc_t's floor: the factor 1 - tanh(c_t)^2, carried by f
+    for t in range(T - 1, -1, -1):
+        carried = F[t + 1] * Fc[t + 1] if t + 1 < T else 0.0
+        Fc[t] = carried + dh[t] * O[t] * tc[t] ** 2 + Fh[t] * O[t] * (1 - tc[t] ** 2)
+    Ez = local + np.concatenate([np.abs(G) * I * (1 - I) * Fc, np.abs(Cp) * F * (1 - F) * Fc,
+                                 I * (1 - G ** 2) * Fc, np.abs(tc) * O * (1 - O) * Fh], axis=2)
+    back = Ez @ W
+    return dict(_param_floors(Ez, Ez, X, Hp), dh0=back[0], dhs=np.concatenate([back[1:], np.zeros_like(back[:1])]),
+                dcs=Fc, dc0=F[0] * Fc[0])
+
+
+def _gru_floor(p: Problem, full):
+    caches = _caches(p)
+    X, Hp, R, Z, N, HN = caches
+    T = len(X)
+    dh = np.abs(full.dhs)                            # total dL/dh_t
+    W = np.abs(np.asarray(p.params.W_h, dtype=np.float64))
+    W_y = np.abs(np.asarray(p.params.W_y, dtype=np.float64))
+    # the forward pass's floor (gru_forward_floor) reaches dL/dy_t at the scored steps: linear
+    # output dl/dy = y - d moves with y; softmax p - onehot by at most 2 max|dy| per entry
+    fwd = gru_forward_floor(p, caches)
+    states, _, _, dys = _run(p)
+    hs = np.abs(np.stack([st[0] for st in states[1:]]))
+    scored = np.zeros((T, 1, 1))
+    scored[[t - 1 for t in scored_steps(p.spec, T)]] = 1.0
+    yerr = fwd["ys"] * scored / p.B
+    if p.spec.output == "softmax":
+        yerr = np.broadcast_to(2 * yerr.max(axis=2, keepdims=True), yerr.shape)
+    D = yerr @ W_y                                   # the floor of the direct error dL/dh_t
+    dan = dh * (1 - Z) * (1 - N ** 2)
+    # the factors (1 - z)(1 - n^2), r(1 - r), z(1 - z) and h_{t-1} - n at step t
+    En = dh * (Z * (1 - N ** 2) + (1 - Z) * N ** 2)
+    Er = En * np.abs(HN) * R * (1 - R) + dan * np.abs(HN) * R
+    Ezg = dh * (np.abs(Hp - N) * Z + np.abs(N) * Z * (1 - Z))
+    A = np.zeros_like(dh)                            # dL/dh_t's floor: direct, from later steps via z, once via |W_h|
+    A[T - 1] = D[T - 1]
+    for t in range(T - 1, 0, -1):
+        A[t - 1] = D[t - 1] + Z[t] * A[t] + np.concatenate([Er[t], Ezg[t], En[t] * R[t]], axis=1) @ W
+    add = A * (1 - Z) * (1 - N ** 2)
+    En, Er, Ezg = En + add, Er + add * np.abs(HN) * R * (1 - R), Ezg + A * np.abs(Hp - N) * Z * (1 - Z)
+    Ehn = En * R                                     # dL/d(W_hn h_{t-1} + b_hn)
+    Egx, Egh = np.concatenate([Er, Ezg, En], axis=2), np.concatenate([Er, Ezg, Ehn], axis=2)
+    into = Z * A + Egh @ W                           # the floor of dL/dh_{t-1} from step t
+    return dict(_param_floors(Egx, Egh, X, Hp), b_hn=Ehn.sum(axis=(0, 1)), dh0=into[0],
+                dhs=np.concatenate([into[1:] + D[:-1], D[-1:]]),
+                loss=float((dh * fwd["local"]).sum()),   # the forward floor of each step, through dL/dh_t
+                W_y=np.einsum("tbo,tbh->oh", np.abs(dys), fwd["hs"]) + np.einsum("tbo,tbh->oh", yerr, hs),
+                b_y=yerr.sum(axis=(0, 1)))
+
+
+#: cell -> its saturation floor (a rounding analysis of the cell's equations, so one per row).
+SATURATION_FLOORS = {"elman": _elman_floor, "lstm": _lstm_floor, "gru": _gru_floor}
 
 
 def saturation_floor(p: Problem, full=None) -> dict:
-    """Magnitudes below which a correct backend's gradients are not determined.
-
-    Where tanh or sigmoid saturates, f'(a) = 1 - h^2 or h (1 - h) is tiny and is
-    known only to an absolute error of about u (h is rounded near 1): a relative
-    error of f' that no perturbation of the inputs shows. dL/da_t = dL/dh_t f'(a_t)
-    then carries an absolute error ~u |dL/dh_t|, which reaches the gradients as
-    u sum_t |dL/dh_t|^T |x_t| (W_x), ... |h_{t-1}| (W_h), 1 (b_h), and dL/dh_{t-1}
-    as u |dL/dh_t| |W_h|. Returns these sums (to be multiplied by slope * u) from
-    the reference's full BPTT (``full``, when the caller has it); zero for relu and
-    identity, whose f' is exact."""
-    zero = {n: 0.0 for n in PARAM_NAMES + ("dh0", "dhs", "loss")}
-    if p.spec.activation not in ("tanh", "sigmoid"):
-        return zero
+    """Magnitudes (per unit u) below which a correct backend's gradients are not
+    determined where tanh, sigmoid or a gate saturates (see above): a dict keyed by
+    parameter name, "dh0", "dhs", "dc0", "dcs" (missing keys: 0). ``full``: the
+    reference's full BPTT of p, when the caller has it."""
     ref = reference_bptt(p, None) if full is None else full
-    A = np.abs(ref.dhs)                                            # |dL/dh_t|, (T, B, H)
-    h0 = np.zeros((p.B, p.H)) if p.h0 is None else np.asarray(p.h0, dtype=np.float64)
-    hs = reference.forward(p.spec, p.params, p.xs, p.h0).hs
-    prev = np.abs(np.concatenate([h0[None], hs[:-1]]))             # |h_{t-1}|
-    W = np.abs(np.asarray(p.params.W_h, dtype=np.float64))
-    back = A @ W                                                   # |dL/dh_t| |W_h|: into h_{t-1}
-    return dict(zero, W_x=np.einsum("tbh,tbd->hd", A, np.abs(p.xs)), W_h=np.einsum("tbh,tbk->hk", A, prev),
-                b_h=A.sum(axis=(0, 1)), dh0=back[0], dhs=np.concatenate([back[1:], np.zeros((1, p.B, p.H))]))
+    return SATURATION_FLOORS[p.spec.cell](p, ref)
 
 
 def softmax_floor(p: Problem, truncation="same") -> dict:
@@ -91,23 +248,23 @@ def softmax_floor(p: Problem, truncation="same") -> dict:
     an absolute ~u per term. The backward pass is linear in dl/dy, so the response is
     measured exactly: the reference BPTT of the same network with a linear output and
     targets d_t = y_t - s_t has dl/dy = s_t / B, an error of one unit; s is one class
-    at a time (random signs over steps and rows) and the absolute responses are added. Zero for linear outputs (their errors are relative, and the
-    perturbation of the inputs measures them)."""
+    at a time (random signs over steps and rows) and the absolute responses are added.
+    Zero for linear outputs (their errors are relative, and the perturbation of the
+    inputs measures them)."""
     if p.spec.output != "softmax":
         return {}
-    ys = reference.forward(p.spec, p.params, p.xs, p.h0).ys
+    ys = reference_forward(p).ys
     rng = np.random.default_rng((p.seed, 0x50F7))
-    lin = RNNSpec(activation=p.spec.activation, output="linear", targets=p.spec.targets, l2=0.0)
-    tr = p.truncation if truncation == "same" else truncation
+    lin = replace(p.spec, output="linear", l2=0.0)
     out = {}
     for o in range(p.O):  # one class at a time, and the absolute responses added: no cancellation across classes
         s = np.zeros(ys.shape)
         s[..., o] = rng.choice((-1.0, 1.0), size=ys.shape[:2])
-        r = reference.bptt(lin, p.params, p.xs, ys - s, h0=p.h0, truncation=tr)
-        parts = {n: np.abs(getattr(r.grads, n)) for n in PARAM_NAMES}
-        parts["dh0"] = np.abs(r.dh0)
-        if r.dhs is not None:
-            parts["dhs"] = np.abs(r.dhs)
+        r = reference_bptt(replace(p, spec=lin, targets=ys - s), truncation)
+        parts = {n: np.abs(getattr(r.grads, n)) for n in param_names(p)}
+        for a in ("dh0", "dc0", "dhs", "dcs"):
+            if getattr(r, a) is not None:
+                parts[a] = np.abs(getattr(r, a))
         for k, v in parts.items():
             out[k] = out.get(k, 0.0) + v
     out["loss"] = float(p.T if p.spec.targets == "every" else 1)
@@ -125,21 +282,28 @@ def rounding_floor(p: Problem, truncation="same", full=None) -> dict:
 def loss_magnitude(p: Problem) -> float:
     """The size of the numbers L is computed from, which sets its rounding error:
     L itself plus, per scored term, |y| |y - d| (linear) or max|y| (softmax: the
-    log-sum-exp of logits in the thousands is exact only to u max|y|)."""
-    ys = reference.forward(p.spec, p.params, p.xs, p.h0).ys
+    log-sum-exp of logits in the thousands is exact only to u max|y|), plus the
+    saturation floor of the forward pass (the GRU's 1 - z_t: a z_t rounded near 1 moves
+    h_t, and L through dL/dh_t, far more than the size of L shows)."""
+    ys = reference_forward(p).ys
     steps = range(p.T) if p.spec.targets == "every" else [p.T - 1]
-    total = reference.loss(p.spec, p.params, p.xs, p.targets, p.h0)
+    (spec, params, xs, targets), kw = p.bptt_args(None)
+    kw.pop("truncation")
+    total = reference.loss(spec, params, xs, targets, **kw)
     for i in steps:
         y = np.abs(ys[i])
         if p.spec.output == "linear":
             total += float((y * (1 + np.abs(ys[i] - p.targets[i]))).sum()) / p.B
         else:
             total += float(y.max(axis=1).sum()) / p.B
-    return total
+    return total + saturation_floor(p).get("loss", 0.0)
 
 
 def agree_with(backend, p, want, spread, truncation="same", full=None):
+    """The backend's BPTT of p against ``want``: every array compared, the failure
+    lists each one over its tolerance, worst first; returns the worst ratio."""
     tol = tolerance_for(dtype_of(backend))
     got = backend_bptt(backend, p, truncation)
     cmp = Comparison(tol, dtype_of(backend), result_scale(want))
-    return compare_bptt(cmp, got, want, spread, floor=rounding_floor(p, truncation, full))
+    compare_bptt(cmp, got, want, spread, param_names(p), floor=rounding_floor(p, truncation, full))
+    return cmp.verdict()

@@ -8,7 +8,7 @@ A backend's result is compared with the float64 reference array by array:
                   + atol * scale                  (scale: the largest entry of the whole result)
                   + tiny                          (the dtype's smallest normal number)
                   + slope * u * floor             (saturated tanh/sigmoid: f' known only to ~u absolutely;
-                                                   softmax: p - onehot likewise; checks.rounding_floor)
+                                                   softmax: p - onehot likewise; oracle.rounding_floor)
 
 The error reported is relative: max|got - want| / max(max|want|, (atol/rtol) * scale),
 i.e. relative to the array, or to the part of the scale below which the absolute
@@ -36,7 +36,7 @@ class Tolerance:
     fd: float     # central finite differences vs the backend's directional derivative, relative to sum|g||v|
     law: float    # slack of the exact decay/growth laws, relative, per step of lag
     tiny: float   # absolute floor: the smallest normal number of the dtype (below it nothing is exact)
-    slope: float  # multiple of u x checks.rounding_floor: what saturated tanh/sigmoid (f' near 0) and
+    slope: float  # multiple of u x oracle.rounding_floor: what saturated tanh/sigmoid (f' near 0) and
                   # softmax (p - onehot near 0) leave undetermined, absolute errors no input perturbation shows
 
 
@@ -85,6 +85,17 @@ def tolerance_for(dtype: str) -> Tolerance:
         return TOLERANCES[str(dtype)]
     except KeyError:
         raise ValueError(f"no tolerance for dtype {dtype!r}; known: {', '.join(TOLERANCES)}") from None
+
+
+def law_floor(tol: Tolerance, n: int) -> float:
+    """The smallest magnitude at which a law compared in this dtype can be judged, for
+    vectors of n entries: n * tiny / u. A correct backend may flush subnormal values to
+    zero (XLA's CPU code does) or lose their precision gradually: an absolute error of
+    up to tiny per entry, up to sqrt(n) tiny in a norm. Above n tiny / u that is below
+    u / sqrt(n) of the value, inside the rounding slack of every law; below it a law's
+    comparison proves nothing either way (float32: 32 x 1.2e-38 / 6e-8 = 6e-30;
+    float64: 32 x 2.2e-308 / 1.1e-16 = 6e-291), and the laws do not judge it."""
+    return max(int(n), 1) * tol.tiny / tol.u
 
 
 def perturb(rng: np.random.Generator, a, u: float):
