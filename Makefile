@@ -19,7 +19,7 @@ check: $(STAMP)
 	$(VENV)/bin/bptt-suite check --profile ci
 
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n auto
 
 # Benchmarks (airspeed velocity, see docs/benchmarks.md): a quick run of the whole
 # suite in .venv at the working tree (under a minute); BENCH=regex selects benchmarks,

@@ -211,28 +211,6 @@ def examples_path(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT))
 
 
-def _props_declare_dhs():
-    """Whether the properties turn dhs=None for full BPTT into the unsupported feature "dhs"."""
-    from dataclasses import replace
-
-    import reference
-    from properties import results
-    from properties.hypothesis_helpers import Problem
-
-    rng = np.random.default_rng(0)
-    params = reference.RNNParams(W_x=rng.normal(size=(2, 1)), W_h=rng.normal(size=(2, 2)), b_h=np.zeros(2),
-                                 W_y=rng.normal(size=(1, 2)), b_y=np.zeros(1))
-    p = Problem(reference.RNNSpec(), params, rng.normal(size=(3, 1, 1)), rng.normal(size=(3, 1, 1)), None, None)
-    res = replace(reference.bptt(p.spec, p.params, p.xs, p.targets), dhs=None)
-    try:
-        results.check_bptt_result(res, p)
-    except NotImplementedError:
-        return True
-    except AssertionError:
-        return False
-    return False
-
-
 def test_the_torch_rnn_example_declares_what_it_lacks(examples_path):
     pytest.importorskip("torch")
     from examples.torch_rnn import TorchRNN
@@ -244,8 +222,6 @@ def test_the_torch_rnn_example_declares_what_it_lacks(examples_path):
     assert report.results["truncation_cut"].status == "skip"
 
 
-@pytest.mark.xfail(not _props_declare_dhs(), reason="needs the properties to record dhs=None as unsupported "
-                   "(docs/contract.md section 5)", strict=False)
 def test_the_torch_rnn_example_passes_the_whole_check(examples_path):
     pytest.importorskip("torch")
     from examples.torch_rnn import TorchRNN
@@ -255,11 +231,6 @@ def test_the_torch_rnn_example_passes_the_whole_check(examples_path):
     assert "dhs" in report.unsupported and "activation 'sigmoid'" in report.unsupported
 
 
-def _props_draw_lstm():
-    return conformance._accepts_cells(PROPERTIES["bptt"].build)
-
-
-@pytest.mark.xfail(not _props_draw_lstm(), reason="needs the properties to draw LSTM cases (issue 9)", strict=False)
 def test_the_torch_lstm_example_passes_check_cell_lstm(examples_path):
     pytest.importorskip("torch")
     from examples.torch_lstm import TorchLSTM
