@@ -220,9 +220,6 @@ class TorchBaseline:
         return out
 
 
-#: The name compare_torch uses (the Elman row is torch.nn.RNN).
-TorchRNNBaseline = TorchBaseline
-
 
 def sync_for(backend_name):
     """A callable that waits for queued GPU work (no-op off CUDA)."""

@@ -117,75 +117,11 @@ def median_times(fns, repeats, warmup=2, fastest=None):
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def gated_inputs(size, cell, seed=0):
-    """float64 numpy inputs of a gated cell with a linear output, O = D; the gate-stacked
-    shapes come from the cell's row."""
-    from reference.cells import CELLS as ROWS
-
-    _, RNNParams, _, _ = common.safe_import()
-    T, B, D, H = size
-    O, G = D, ROWS[cell].G
-    rng = np.random.default_rng(seed)
-    p = dict(W_x=rng.standard_normal((G * H, D)) / np.sqrt(D),
-             W_h=rng.standard_normal((G * H, H)) * (0.9 / np.sqrt(H)),
-             b_h=0.1 * rng.standard_normal(G * H),
-             W_y=rng.standard_normal((O, H)) / np.sqrt(H),
-             b_y=0.1 * rng.standard_normal(O))
-    if "b_hn" in ROWS[cell].extra:
-        p["b_hn"] = 0.1 * rng.standard_normal(H)
-    return RNNParams(**p), rng.standard_normal((T, B, D)), rng.standard_normal((T, B, O))
-
-
-class TorchGatedBaseline:
-    """torch.nn.LSTM or torch.nn.GRU + nn.Linear + squared error, autograd: the same model
-    and loss as RNNSpec(cell=..., output="linear", targets="every"), the weights mapped
-    as docs/contract.md section 1b says. Inputs are tensors already."""
-
-    def __init__(self, cell, params, xs, targets, dtype="float32"):
-        torch = self.torch = common.import_torch()
-        tdtype = getattr(torch, dtype)
-        D = params.W_x.shape[1]
-        H, O = params.W_h.shape[1], params.W_y.shape[0]
-        self.B = xs.shape[1]
-        self.rnn = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(D, H, dtype=tdtype)
-        self.lin = torch.nn.Linear(H, O, dtype=tdtype)
-        with torch.no_grad():
-            t = lambda a: torch.as_tensor(np.asarray(a), dtype=tdtype)  # noqa: E731
-            self.rnn.weight_ih_l0.copy_(t(params.W_x))
-            self.rnn.weight_hh_l0.copy_(t(params.W_h))
-            self.rnn.bias_ih_l0.copy_(t(params.b_h))
-            self.rnn.bias_hh_l0.zero_()
-            if cell == "gru":
-                self.rnn.bias_hh_l0[2 * H:].copy_(t(params.b_hn))
-            self.lin.weight.copy_(t(params.W_y))
-            self.lin.bias.copy_(t(params.b_y))
-            self.x, self.d = t(xs), t(targets)
-        self.cell, self.H = cell, H
-        self.weights = list(self.rnn.parameters()) + list(self.lin.parameters())
-
-    def bptt(self):
-        for w in self.weights:
-            w.grad = None
-        hs, _ = self.rnn(self.x)
-        loss = 0.5 * ((self.lin(hs) - self.d) ** 2).sum() / self.B
-        loss.backward()
-        return loss.detach()
-
-    def grads(self):
-        r, lin = self.rnn, self.lin
-        g = {"W_x": r.weight_ih_l0.grad, "W_h": r.weight_hh_l0.grad, "b_h": r.bias_ih_l0.grad,
-             "W_y": lin.weight.grad, "b_y": lin.bias.grad}
-        if self.cell == "gru":
-            g["b_hn"] = r.bias_hh_l0.grad[2 * self.H:]
-        return g
-
-
 def inputs_and_baseline(cell, size):
-    if cell == "elman":
-        params, xs, targets = common.make_inputs(size)
-        return params, xs, targets, common.TorchRNNBaseline(params, xs, targets)
-    params, xs, targets = gated_inputs(size, cell)
-    return params, xs, targets, TorchGatedBaseline(cell, params, xs, targets)
+    """(params, xs, targets, the torch.nn module baseline) of ``cell`` at ``size``:
+    asv_bench.common's inputs and baseline, the ones the asv benchmarks time."""
+    params, xs, targets = common.make_inputs(size, cell=cell)
+    return params, xs, targets, common.TorchBaseline(params, xs, targets, cell=cell)
 
 
 def check_agreement(res, baseline):
