@@ -162,27 +162,27 @@ def gemm_floor(size, G, lib):
     O, GH, TB = D, G * H, T * B
     rng = np.random.default_rng(3)
     a = lambda *s: rng.standard_normal(s, dtype=np.float32)  # noqa: E731
-    arrays = dict(h=a(B, H), dz=a(B, GH), W_hT=a(H, GH), W_h=a(GH, H), out_f=np.empty((B, GH), np.float32),
-                  out_b=np.empty((B, H), np.float32), X=a(TB, D), Z=a(TB, GH), Hs=a(TB, H), W_x=a(D, GH),
-                  W_y=a(H, O), DY=a(TB, O))
+    e = lambda *s: np.empty(s, dtype=np.float32)  # noqa: E731  (outputs: allocated once, outside the timing)
+    v = dict(h=a(B, H), dz=a(B, GH), W_hT=a(H, GH), W_h=a(GH, H), X=a(TB, D), Z=a(TB, GH), Hs=a(TB, H),
+             W_x=a(D, GH), W_y=a(H, O), DY=a(TB, O), f=e(B, GH), b=e(B, H), proj=e(TB, GH), dW_x=e(GH, D),
+             dW_h=e(GH, H), y=e(TB, O), dW_y=e(O, H), e=e(TB, H))
     if lib == "torch":
         torch = common.import_torch()
-        arrays = {k: torch.from_numpy(v) for k, v in arrays.items()}
-        mm = lambda x, y, out=None: torch.matmul(x, y) if out is None else torch.matmul(x, y, out=out)  # noqa: E731
+        v = {k: torch.from_numpy(x) for k, x in v.items()}
+        mm = lambda x, y, out: torch.matmul(x, y, out=out)  # noqa: E731
     else:
-        mm = lambda x, y, out=None: np.matmul(x, y) if out is None else np.matmul(x, y, out=out)  # noqa: E731
-    v = arrays
+        mm = np.matmul
 
     def run():
         for _ in range(T):
-            mm(v["h"], v["W_hT"], out=v["out_f"])    # forward: the gates of a step
-            mm(v["dz"], v["W_h"], out=v["out_b"])    # backward: dL/dz_t W_h
-        mm(v["X"], v["W_x"])                         # input projections
-        mm(v["Z"].T, v["X"])                         # dW_x
-        mm(v["Z"].T, v["Hs"])                        # dW_h
-        mm(v["Hs"], v["W_y"])                        # y
-        mm(v["DY"].T, v["Hs"])                       # dW_y
-        mm(v["DY"], v["W_y"].T)                      # dL/dh from the output layer
+            mm(v["h"], v["W_hT"], out=v["f"])        # forward: the gates of a step
+            mm(v["dz"], v["W_h"], out=v["b"])        # backward: dL/dz_t W_h
+        mm(v["X"], v["W_x"], out=v["proj"])          # input projections
+        mm(v["Z"].T, v["X"], out=v["dW_x"])          # dW_x
+        mm(v["Z"].T, v["Hs"], out=v["dW_h"])         # dW_h
+        mm(v["Hs"], v["W_y"], out=v["y"])            # y
+        mm(v["DY"].T, v["Hs"], out=v["dW_y"])        # dW_y
+        mm(v["DY"], v["W_y"].T, out=v["e"])          # dL/dh from the output layer
     flops = 2 * TB * GH * (2 * H + 2 * D + H) + 3 * 2 * TB * H * O
     return run, flops
 
