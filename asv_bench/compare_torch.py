@@ -3,19 +3,19 @@
     python -m asv_bench.compare_torch [--repeats N] [--sizes T,B,D,H ...] [--cells C ...] [--no-memory]
 
 The model and loss are the same everywhere: a recurrent cell (the tanh Elman RNN, the
-LSTM or the GRU of docs/contract.md), a linear output layer with O = D, squared error
-at every step averaged over the batch,
+LSTM or the GRU of the README's model section), a linear output layer with O = D,
+squared error at every step averaged over the batch,
 
     L = (1/B) sum_t sum_b 1/2 |W_y h_t + b_y - d_t|^2 ,
 
 computed in float32, forward + backward (all parameter gradients).
 
 - the baseline of each cell (ratio 1.00): ``nn.RNN(D, H)`` (tanh), ``nn.LSTM(D, H)``
-  or ``nn.GRU(D, H)``, + ``nn.Linear(H, O)``, the weights of the contract mapped in
-  (section 1b: b_h as bias_ih_l0, bias_hh_l0 = 0, for the GRU bias_hh_l0 = [0; 0;
-  b_hn]), inputs already float32 tensors, gradients by autograd
-  (``loss.backward()``); the parameter grads are set to None before each call.
-  torch.nn.LSTM runs a fused CPU kernel; torch.nn.GRU (on the CPU) does not.
+  or ``nn.GRU(D, H)``, + ``nn.Linear(H, O)``, the model's weights mapped in (b_h as
+  bias_ih_l0, bias_hh_l0 = 0, for the GRU bias_hh_l0 = [0; 0; b_hn]), inputs already
+  float32 tensors, gradients by autograd (``loss.backward()``); the parameter grads are
+  set to None before each call. On the CPU torch.nn.LSTM runs oneDNN's fused LSTM
+  (``aten::mkldnn_rnn_layer``); torch.nn.GRU runs a ``linear`` per step.
 - ``numpy`` / ``torch``: the full public call that users get,
   ``get_backend(name, "float32").bptt(spec, params, xs, targets)`` on float64 numpy
   input, so validation (shape and finiteness checks of every input), the float32 computation,
