@@ -12,7 +12,7 @@ from reference.validation import validate_bptt
 
 from .hypothesis_helpers import Problem
 from .oracle import (PERTURBATIONS, agree_with, gru_forward_floor, loss_magnitude, perturbed, reference_forward,
-                     reference_spread, rounding_floor, spread_of)
+                     reference_spread, rounding_floor, spread_of, summation_floor)
 from .results import (Comparison, Measured, PropertyFailure, backend_bptt, check_forward_result, dtype_of, max_abs,
                       num, param_names)
 from .tolerances import tolerance_for
@@ -63,7 +63,7 @@ def prop_finite_differences(backend, p: Problem):
     h0, c0 = p.initial_state()
     loss_mag = loss_magnitude(p)
     ref, spread = reference_spread(p, tol.u, None)  # the case's conditioning
-    floor = rounding_floor(p, None, full=ref)
+    floor, sums = rounding_floor(p, None, full=ref), summation_floor(p, None)
     zero = {n: np.zeros(np.shape(w)) for n, w in p.params.as_dict().items()}
     states = ("h0",) + (("c0",) if c0 is not None else ())
     results = []
@@ -88,6 +88,7 @@ def prop_finite_differences(backend, p: Problem):
         # The Richardson term only ever adds slack: fd2 is evaluated only when the error uses more than
         # a quarter of the rest (so a reported ratio above 1/4 always includes it).
         sat = tol.slope * tol.u * float(np.vdot(np.broadcast_to(floor.get(key, 0.0), v.shape), np.abs(v)))
+        sat += tol.u * float(np.vdot(np.broadcast_to(sums.get(key, 0.0), v.shape), np.abs(v)))   # long sums
         s = getattr(spread, key) if name in states else getattr(spread.grads, name)
         cond = tol.cond * float(np.vdot(s, np.abs(v)))
         roundoff = 16 * 2.0 ** -53 * loss_mag / eps
@@ -113,7 +114,8 @@ def prop_finite_differences(backend, p: Problem):
                 f"  {what} along a random direction v: <{what}, v> = {num(d['analytic'])}, central difference "
                 f"{num(d['fd'])} ({num(d['fd_2eps'])} at 2 eps): |error| {d['abs_error']:.3g} = {ratio:.3g} x "
                 f"allowed {d['allowed']:.3g} (fd {tol.fd:g} x sum|g||v| {d['fd_term']:.3g} + 2 x Richardson "
-                f"{d['richardson']:.3g} + roundoff {d['roundoff']:.3g} + saturation {d['saturation']:.3g} + "
+                f"{d['richardson']:.3g} + roundoff {d['roundoff']:.3g} + saturation and summation floors "
+                f"{d['saturation']:.3g} + "
                 f"conditioning {d['conditioning']:.3g})")
         raise PropertyFailure("\n".join(lines), error=bad[0][0],
                               raw={"failing": [dict(d, where=w, ratio=r) for r, w, d in bad]})

@@ -6,7 +6,7 @@ import numpy as np
 import reference
 from reference.types import RNNParams
 
-from .oracle import reference_spread, rounding_floor
+from .oracle import reference_spread, rounding_floor, summation_floor
 from .results import Comparison, PropertyFailure, backend_bptt, dtype_of, max_abs, num, param_names
 from .tolerances import tolerance_for
 
@@ -52,8 +52,9 @@ def prop_clipping(backend, case):
     rc, _ = reference.clip_by_global_norm(ref.grads, max_norm)
     rcp, _ = reference.clip_by_global_norm(ref_p, max_norm)
     cmp = Comparison(tol, dtype_of(backend), max_abs(*ref.grads.as_dict().values()))
-    floor = rounding_floor(p)
-    for n in names:
+    floor, sums = rounding_floor(p), summation_floor(p)
+    for n in names:   # the rounding of the gradient, scaled by the clipping (s <= 1) or not
         cmp.add(f"clipped grads.{n}", getattr(clipped, n), getattr(rc, n),
-                np.abs(getattr(rc, n) - getattr(rcp, n)) + getattr(spread.grads, n), floor=floor.get(n, 0.0))
+                np.abs(getattr(rc, n) - getattr(rcp, n)) + getattr(spread.grads, n), floor=floor.get(n, 0.0),
+                sums=sums.get(n, 0.0))
     return cmp.verdict("from the clipped reference gradient")

@@ -16,7 +16,7 @@ from reference.validation import validate_bptt
 
 from . import laws
 from .hypothesis_helpers import Problem
-from .oracle import reference_spread
+from .oracle import reference_spread, summation_floor
 from .results import Comparison, Measured, PropertyFailure, backend_bptt, dtype_of, max_abs, need, num
 from .tolerances import law_floor, tolerance_for
 
@@ -139,14 +139,17 @@ def prop_truncation_error_bound(backend, p: Problem):
             "W_x": np.linalg.norm(p.xs, axis=2).max(axis=0),             # max_s ||x_s[b]||
             "b_h": np.ones(p.B)}
     factor = p.gamma * c ** m / (1 - c)
+    sums_full, sums_cut = summation_floor(p, None), summation_floor(p)
     worst = (0.0, {})
     for n, per_b in sums.items():
         bound = factor * float((e_norm * per_b[None, :]).sum())
         gf, gc = getattr(full.grads, n), getattr(cut.grads, n)
         diff = float(np.linalg.norm(gf - gc))
         # each of the two gradients is within ~rtol of its exact value (normwise, as the agreement
-        # properties check), so their difference is within rtol (|gf| + |gc|); x4 for normwise vs max-abs.
-        slack = 4 * tol.rtol * (float(np.linalg.norm(gf)) + float(np.linalg.norm(gc))) + tol.tiny
+        # properties check), so their difference is within rtol (|gf| + |gc|); x4 for normwise vs max-abs;
+        # plus the rounding of their long sums (oracle.summation_floor), which rtol does not cover.
+        slack = (4 * tol.rtol * (float(np.linalg.norm(gf)) + float(np.linalg.norm(gc)))
+                 + tol.u * (float(np.linalg.norm(sums_full[n])) + float(np.linalg.norm(sums_cut[n]))) + tol.tiny)
         ratio = diff / (bound + slack)   # the truncation error as a fraction of what the bound allows
         raw = {"param": n, "difference": diff, "bound": bound, "rounding_slack": slack, "m": m, "c": c}
         if ratio > worst[0]:

@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 
 import reference
-from reference.bptt import loss_terms, run_forward, scored_steps
+from reference.bptt import loss_terms, run_bptt, run_forward, scored_steps
 from reference.cells import ACTIVATION
 from reference.types import RNNParams
 from reference.validation import validate_bptt
@@ -271,6 +271,71 @@ def softmax_floor(p: Problem, truncation="same") -> dict:
     return out
 
 
+# ---------------------------------------------------------------------------
+# Summation floor: the long sums. A parameter gradient is a sum over every (step,
+# batch row) that its backward pass visits: dL/dW_h = sum_{t,b} dgh_t[b]^T h_{t-1}[b],
+# T B terms in full BPTT, more under BPTT(h; h') with h > h' (a step is visited once
+# per block that reaches it); the output layer's and the loss's run over the scored
+# steps. Whatever order a correct backend adds them in (one GEMM over all rows, a
+# running sum over steps, pairwise), a sum of n terms is exact only to about
+# n u sum|terms| (the classic bound gamma_n sum|x_i|), and a plain running sum reaches
+# a few percent of it when the terms round alike: with x = 0 every batch row computes
+# the same numbers, and torch's float32 CPU GEMM errs by 0.03 n u (6.6e-6 relative)
+# on W_y over 51 x 61 rows, by 0.03 n u (4.3e-5, over rtol = 1e-5) on W_h under
+# BPTT(8; 1), which visits 23,180 rows; a float32 np.cumsum over 400 x 64 rows by
+# 0.028 n u (tests/test_summation_floor.py). No perturbation of the inputs shows this (it is the summation order's error, not the data's), so it is a
+# floor of its own: n sum|terms| per unit u, entry by entry. In float64 it is below
+# rtol (3840 u = 4e-13); in float32 it is what lets a running sum of thousands of
+# rows pass, and small where the sums are short.
+
+#: Extra parameters and the gate block whose pre-activation gradient bounds theirs:
+#: the GRU's b_hn adds to W_hn h_{t-1}, so dL/db_hn = r dL/d(n's pre-activation), r < 1.
+EXTRA_GATE = {"b_hn": "n"}
+
+
+def summation_floor(p: Problem, truncation="same") -> dict:
+    """n sum|terms| (per unit u) of every parameter gradient and of the loss, for the
+    BPTT of p under ``truncation``: keyed like rounding_floor."""
+    args, kw = p.bptt_args(truncation)
+
+    def compute():
+        case = validate_bptt(*args, **kw)
+        cell, B, H = case.cell, case.B, case.H
+        eye = np.eye(B)
+        S = {n: 0.0 for n in cell.recurrent_params}
+        visits = [0]
+
+        def backward(params, cache, dstate, act):
+            out = cell.backward(params, cache, dstate, act)
+            x, h = cache[0], cache[1]       # every cache starts with (x_t, h_{t-1}) (reference.cells)
+            # with x_t = I in its place, W_x's gradient is dL/d(W_x x_t + b_h) itself, row by row
+            dgx = cell.backward(params, (eye,) + tuple(cache[1:]), dstate, act)[1]["W_x"].T   # (B, G H)
+            if not np.allclose(dgx.T @ x, out[1]["W_x"], rtol=1e-12, atol=0.0):
+                raise AssertionError(f"the {cell.name} row's cache does not start with x_t (reference.cells)")
+            a = np.abs(dgx)
+            S["W_x"] = S["W_x"] + a.T @ np.abs(x)
+            # dL/d(W_h h_{t-1}) is dgx for the Elman and LSTM cells, r dgx (r < 1) in the GRU's n block
+            S["W_h"] = S["W_h"] + a.T @ np.abs(h)
+            S["b_h"] = S["b_h"] + a.sum(axis=0)
+            for name in cell.extra:
+                S[name] = S[name] + a[:, cell.block(EXTRA_GATE[name], H)].sum(axis=0)
+            visits[0] += 1
+            return out
+
+        with np.errstate(all="ignore"):
+            loss = run_bptt(case, cell=replace(cell, backward=backward)).loss
+        out = {name: visits[0] * B * v for name, v in S.items()}
+        states, _, _, dys = _run(p)                  # dys: dL/dy_t, zero at unscored steps
+        m = len(scored_steps(p.spec, p.T)) * B
+        hs = np.abs(np.stack([st[0] for st in states[1:]]))
+        out["W_y"] = m * np.einsum("tbo,tbh->oh", np.abs(dys), hs)
+        out["b_y"] = m * np.abs(dys).sum(axis=(0, 1))
+        # the loss terms are >= 0, and so are the l2 term's (one per weight it covers)
+        out["loss"] = (m + (len(cell.l2) if case.spec.l2 else 0)) * abs(loss)
+        return out
+    return _memo(p, ("sums", kw["truncation"]), compute)
+
+
 def rounding_floor(p: Problem, truncation="same", full=None) -> dict:
     """saturation_floor + softmax_floor: what a correct backend leaves undetermined
     beyond what the perturbation of the inputs measures, per unit u. ``full``: the
@@ -305,5 +370,6 @@ def agree_with(backend, p, want, spread, truncation="same", full=None):
     tol = tolerance_for(dtype_of(backend))
     got = backend_bptt(backend, p, truncation)
     cmp = Comparison(tol, dtype_of(backend), result_scale(want))
-    compare_bptt(cmp, got, want, spread, param_names(p), floor=rounding_floor(p, truncation, full))
+    compare_bptt(cmp, got, want, spread, param_names(p), floor=rounding_floor(p, truncation, full),
+                 sums=summation_floor(p, truncation))
     return cmp.verdict()

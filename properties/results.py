@@ -221,7 +221,7 @@ class Comparison:
     scale: float  # largest entry of the whole reference result
     arrays: list = field(default_factory=list)
 
-    def add(self, name, got, want, spread, time_axis=False, floor=0.0) -> float:
+    def add(self, name, got, want, spread, time_axis=False, floor=0.0, sums=0.0) -> float:
         got = np.asarray(got, dtype=np.float64)
         want = np.asarray(want, dtype=np.float64)
         spread = np.abs(np.asarray(spread, dtype=np.float64))
@@ -237,7 +237,8 @@ class Comparison:
             cond_scale = spread.max(initial=0.0)
         floor = np.asarray(floor, dtype=np.float64)
         allowed = self.tol.rtol * ref_scale + self.tol.cond * cond_scale + self.tol.atol * self.scale + self.tol.tiny
-        allowed = np.broadcast_to(allowed + self.tol.slope * self.tol.u * floor, err.shape)
+        sums = np.asarray(sums, dtype=np.float64)
+        allowed = np.broadcast_to(allowed + self.tol.slope * self.tol.u * floor + self.tol.u * sums, err.shape)
         ratio = err / allowed  # allowed >= tiny > 0
         amax = float(np.abs(want).max(initial=0.0))
         denom = max(amax, self.tol.atol / self.tol.rtol * self.scale, self.tol.tiny)
@@ -249,7 +250,8 @@ class Comparison:
         scale_txt = "max|want| over that step" if time_axis and want.ndim > 1 else "max|want|"
         detail = (f"{self.dtype}: rtol {self.tol.rtol:g} x {scale_txt} {at(ref_scale):.3g} + cond {self.tol.cond:g} x "
                   f"measured rounding response {at(cond_scale):.3g} + atol {self.tol.atol:.3g} x result scale "
-                  f"{self.scale:.3g} + tiny {self.tol.tiny:.3g} + rounding floor {self.tol.slope:g} u x {at(floor):.3g}")
+                  f"{self.scale:.3g} + tiny {self.tol.tiny:.3g} + rounding floor {self.tol.slope:g} u x {at(floor):.3g} + "
+                  f"summation u x {at(sums):.3g}")
         self.arrays.append(ArrayError(name, float(ratio[idx]), _index_text(name, idx, time_axis), float(got[idx]),
                                       float(want[idx]), float(err[idx]), float(allowed[idx]), rel, detail))
         return float(ratio[idx])
@@ -300,19 +302,20 @@ def result_arrays(r, names):
     return out
 
 
-def compare_bptt(cmp: Comparison, got, want, spread, names, prefix="", floor=None):
+def compare_bptt(cmp: Comparison, got, want, spread, names, prefix="", floor=None, sums=None):
     """Adds every array of ``want`` (loss, the grads of ``names``, dh0, dc0, and dhs,
     dcs where both results have them) against ``got`` to ``cmp``; ``spread`` is the
     measured conditioning (``oracle.reference_spread``), ``floor`` the rounding floor
-    (``oracle.rounding_floor``), keyed like ``result_arrays`` without the "grads." prefix."""
-    floor = floor or {}
+    (``oracle.rounding_floor``) and ``sums`` the summation floor
+    (``oracle.summation_floor``), keyed like ``result_arrays`` without the "grads." prefix."""
+    floor, sums = floor or {}, sums or {}
     g, s = result_arrays(got, names), result_arrays(spread, names)
     for k, w in result_arrays(want, names).items():
         if k not in g:
             continue  # dhs / dcs returned as None for full BPTT: compared where there
         key = k[len("grads."):] if k.startswith("grads.") else k
         cmp.add(prefix + k, g[k], w, s.get(k, np.zeros_like(w)), time_axis=k in ("dhs", "dcs"),
-                floor=floor.get(key, 0.0))
+                floor=floor.get(key, 0.0), sums=sums.get(key, 0.0))
     return cmp
 
 

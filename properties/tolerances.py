@@ -9,6 +9,8 @@ A backend's result is compared with the float64 reference array by array:
                   + tiny                          (the dtype's smallest normal number)
                   + slope * u * floor             (saturated tanh/sigmoid: f' known only to ~u absolutely;
                                                    softmax: p - onehot likewise; oracle.rounding_floor)
+                  + u * sums                      (the long sums of the parameter gradients and the loss,
+                                                   n sum|terms| over their n rows; oracle.summation_floor)
 
 The error reported is relative: max|got - want| / max(max|want|, (atol/rtol) * scale),
 i.e. relative to the array, or to the part of the scale below which the absolute
@@ -64,8 +66,9 @@ TOLERANCES = {
     ),
     "float32": Tolerance(
         u=2.0 ** -24,
-        # float32 unit roundoff 6e-8 times up to ~1e2 accumulated roundings (sums over T*B),
-        # and no looser: a gradient 1e-4 off in relative terms is a bug, not rounding.
+        # float32 unit roundoff 6e-8 times up to ~1e2 accumulated roundings, and no looser; the
+        # sums over thousands of T*B rows, which a running sum gets right only to ~n u, have
+        # their own term (u * sums above), sized by each case's own n.
         rtol=1e-5,
         cond=64.0,  # as for float64: ~sqrt(n) roundings per entry of the measured size, x2
         # 64 u of the largest entry (4e-6): also covers values that underflow to 0 in float32.

@@ -105,9 +105,12 @@ def bptt(spec, params, xs, targets, h0=None, truncation=None, c0=None) -> BPTTRe
         return run_bptt(case)
 
 
-def run_bptt(case):
-    """BPTT(h; h') of a validated case (full BPTT when case.truncation is None)."""
-    spec, p, cell = case.spec, case.params, case.cell
+def run_bptt(case, cell=None):
+    """BPTT(h; h') of a validated case (full BPTT when case.truncation is None).
+    ``cell``: the row whose step and backward step to run, when not the case's own
+    (an instrumented copy of it, as properties.oracle.summation_floor uses)."""
+    spec, p = case.spec, case.params
+    cell = case.cell if cell is None else cell
     T, B, H = case.T, case.B, case.H
     states, caches, ys = run_forward(case)
     hs = stack_states(states, 0)

@@ -21,7 +21,8 @@ A step maps (p, x_t, state_{t-1}) to (state_t, cache); a backward step maps
 (p, cache, dstate_t) to (dstate_{t-1}, parameter gradients of the step, dstate_t
 total). For the LSTM the incoming dstate_t is (dL/dh_t, dL/dc_t through c_{t+1}
 only) and the total dL/dc_t adds the path through h_t = o_t tanh(c_t) (what the
-contract's ``dcs`` holds).
+contract's ``dcs`` holds). Every cache starts with (x_t, h_{t-1}), and x_t enters the
+backward step only in W_x's gradient (dL/d(W_x x_t + b_h) transposed, times x_t).
 
 A tangent step is the forward-mode derivative (jvp) of the step, for RTRL: it maps
 (p, x_t, state_{t-1}, dp, dstate_{t-1}, deps_t) to dstate_t, N tangents at once on a
