@@ -1,8 +1,9 @@
 """The decay/growth and truncation-error laws of section 6, which hold for Elman cells
 (the cell rows that list them in ``laws``, reference.cells).
 
-Norms are taken scaled (max|v| * ||v / max|v|||), so that a gradient of 1e-160 has a
-norm of that size rather than the 0 its squares underflow to. Values below
+The laws themselves are computed by ``properties.laws`` (the same code the tests and
+the plot use); norms are taken scaled there, so that a gradient of 1e-160 has a norm
+of that size rather than the 0 its squares underflow to. Values below
 ``tolerances.law_floor`` (n tiny / u) are not judged: a correct backend may flush
 subnormal numbers to zero (XLA does in float32) or lose their precision gradually, and
 there a law's comparison proves nothing either way; every law gets that absolute slack.
@@ -21,25 +22,24 @@ from .results import Comparison, Measured, PropertyFailure, backend_bptt, dtype_
 from .tolerances import law_floor, tolerance_for
 
 
-def scaled_norm(a, axis):
-    """The 2-norm along ``axis`` without underflow or overflow of the squares."""
-    a = np.asarray(a, dtype=np.float64)
-    m = np.abs(a).max(axis=axis, keepdims=True)
-    safe = np.where(m > 0, m, 1.0)
-    return (np.squeeze(m, axis=axis) * np.linalg.norm(a / safe, axis=axis))
-
-
-def scaled_sigma_max(M):
-    """The largest singular value of M, scaled likewise."""
-    M = np.asarray(M, dtype=np.float64)
-    m = float(np.abs(M).max(initial=0.0))
-    return m * laws.sigma_max(M / m) if m > 0 else 0.0
-
-
-def _law_failure(text, t, b, got, law, allowed, ratio, kind):
-    return PropertyFailure(f"{text}: at time step t={t}, batch row b={b}: ||dL/dh_t|| = {num(got)} vs {kind} "
-                           f"{num(law)}: {ratio:.3g} x the allowed slack {allowed:.3g}", error=ratio,
-                           raw={"t": t, "b": b, "norm": got, "law": law, "allowed": allowed, "ratio": ratio})
+def _judge_law(p: Problem, tol, norms, law, text, kind, two_sided):
+    """Judges the backend's norms (T, B) by lag against a law (T, B) by lag
+    (properties.laws): the slack is tol.law per step of lag (relative) plus the law
+    floor (absolute: underflow); for a bound only the excess counts, for an exact law
+    the difference. Returns the worst ratio, or raises past 1."""
+    lag = np.arange(p.T)[:, None]
+    slack = law * tol.law * (lag + 1) + law_floor(tol, p.H)
+    excess = np.abs(norms - law) if two_sided else np.maximum(norms - law, 0.0)
+    ratio = excess / slack                                 # as a fraction of the slack
+    k, b = (int(i) for i in np.unravel_index(int(np.argmax(ratio)), ratio.shape))
+    worst, t = float(ratio[k, b]), p.T - k
+    if worst > 1:
+        raise PropertyFailure(
+            f"{text}: at time step t={t}, batch row b={b}: ||dL/dh_t|| = {num(norms[k, b])} vs {kind} "
+            f"{num(law[k, b])}: {worst:.3g} x the allowed slack {float(slack[k, b]):.3g}", error=worst,
+            raw={"t": t, "b": b, "norm": float(norms[k, b]), "law": float(law[k, b]), "allowed": float(slack[k, b]),
+                 "ratio": worst})
+    return Measured(worst, {"t": t, "b": b, "norm": float(norms[k, b]), "law": float(law[k, b])})
 
 
 def prop_decay_bound(backend, p: Problem):
@@ -47,18 +47,9 @@ def prop_decay_bound(backend, p: Problem):
     tol = tolerance_for(dtype_of(backend))
     dhs = need(backend_bptt(backend, p, None), "dhs")
     c = p.gamma * laws.sigma_max(p.params.W_h)
-    norms = scaled_norm(dhs, axis=2)  # (T, B)
-    lag = (p.T - np.arange(1, p.T + 1))[:, None]
-    law = c ** lag * norms[-1]
-    # slack: tol.law per step of lag (relative), and the law floor (absolute: underflow)
-    slack = law * tol.law * (lag + 1) + law_floor(tol, p.H)
-    ratio = np.maximum(norms - law, 0.0) / slack   # the excess over the bound, as a fraction of the slack
-    i, b = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
-    worst = float(ratio[i, b])
-    if worst > 1:
-        raise _law_failure(f"decay bound (gamma*sigma_max = {c:.6g})", int(i) + 1, int(b), float(norms[i, b]),
-                           float(law[i, b]), float(slack[i, b]), worst, "bound (gamma sigma_max)^(T-t) ||dL/dh_T||")
-    return Measured(worst, {"t": int(i) + 1, "b": int(b), "norm": float(norms[i, b]), "bound": float(law[i, b])})
+    return _judge_law(p, tol, laws.lag_norms(dhs), laws.decay_bound(dhs, p.params.W_h, p.spec.activation),
+                      f"decay bound (gamma*sigma_max = {c:.6g})", "bound (gamma sigma_max)^(T-t) ||dL/dh_T||",
+                      two_sided=False)
 
 
 def prop_orthogonal_law(backend, p: Problem):
@@ -67,17 +58,8 @@ def prop_orthogonal_law(backend, p: Problem):
     tol = tolerance_for(dtype_of(backend))
     dhs = need(backend_bptt(backend, p, None), "dhs")
     rho = laws.sigma_max(p.params.W_h)
-    norms = scaled_norm(dhs, axis=2)  # (T, B); the law holds over the whole representable range
-    lag = (p.T - np.arange(1, p.T + 1))[:, None]
-    law = rho ** lag * norms[-1]
-    allowed = law * tol.law * (lag + 1) + law_floor(tol, p.H)
-    ratio = np.abs(norms - law) / allowed
-    i, b = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
-    worst = float(ratio[i, b])
-    if worst > 1:
-        raise _law_failure(f"orthogonal law (rho = {rho:.6g})", int(i) + 1, int(b), float(norms[i, b]),
-                           float(law[i, b]), float(allowed[i, b]), worst, "law rho^(T-t) ||dL/dh_T||")
-    return Measured(worst, {"t": int(i) + 1, "b": int(b), "norm": float(norms[i, b]), "law": float(law[i, b])})
+    return _judge_law(p, tol, laws.lag_norms(dhs), laws.orthogonal_law(dhs, rho), f"orthogonal law (rho = {rho:.6g})",
+                      "law rho^(T-t) ||dL/dh_T||", two_sided=True)
 
 
 def prop_growth_law(backend, p: Problem):
@@ -99,7 +81,7 @@ def prop_growth_law(backend, p: Problem):
     worst = (0.0, None)
     for t in range(1, p.T + 1):
         lag = p.T - t
-        norm = scaled_sigma_max(dhs[t - 1])
+        norm = laws.scaled_sigma_max(dhs[t - 1])
         bound = start * rho ** lag
         # tol.law per step of lag (it already allows ~2 H u per step); the tightest cases drawn
         # (rho = 1, normal W_h) lose ~4 u per step, so a slack of u per step fails correct backends.

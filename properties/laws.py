@@ -39,7 +39,7 @@ from reference.types import ACTIVATION_SLOPE, RNNParams, RNNSpec
 
 __all__ = [
     "orthogonal", "scaled_orthogonal", "with_spectral_radius", "with_sigma_max", "spectral_radius", "sigma_max",
-    "lag_norms", "decay_bound", "orthogonal_law", "power_norms",
+    "scaled_norm", "scaled_sigma_max", "lag_norms", "decay_bound", "orthogonal_law", "power_norms",
     "LawCurve", "law_case", "measure_law", "gradient_law", "plot_laws", "carousel_gates",
     "CarouselCurve", "carousel_case", "measure_carousel", "carousel_law",
 ]
@@ -85,6 +85,22 @@ def sigma_max(W):
     return float(np.linalg.norm(np.asarray(W, dtype=np.float64), 2))
 
 
+def scaled_norm(a, axis):
+    """The 2-norm along ``axis``, computed as max|v| * ||v / max|v|||, so that a vector
+    of 1e-160 has a norm of that size rather than the 0 its squares underflow to."""
+    a = np.asarray(a, dtype=np.float64)
+    m = np.abs(a).max(axis=axis, keepdims=True)
+    safe = np.where(m > 0, m, 1.0)
+    return np.squeeze(m, axis=axis) * np.linalg.norm(a / safe, axis=axis)
+
+
+def scaled_sigma_max(W):
+    """sigma_max(W), scaled likewise."""
+    W = np.asarray(W, dtype=np.float64)
+    m = float(np.abs(W).max(initial=0.0))
+    return m * sigma_max(W / m) if m > 0 else 0.0
+
+
 def with_spectral_radius(W, rho):
     """W rescaled so that its spectral radius is rho (sigma_max(W) >= rho then).
     W must be square with a nonzero spectral radius (a nilpotent W cannot be scaled)."""
@@ -128,11 +144,11 @@ def power_norms(W, K):
 
 def lag_norms(dhs):
     """(T, B): row k holds ||dL/dh_{T-k}[b]||_2 for every batch row b, from
-    ``dhs`` (T, B, H) = dL/dh_1 .. dL/dh_T."""
+    ``dhs`` (T, B, H) = dL/dh_1 .. dL/dh_T (``scaled_norm``: no underflow)."""
     dhs = np.asarray(dhs, dtype=np.float64)
     if dhs.ndim != 3:
         raise ValueError(f"dhs must have shape (T, B, H); got shape {dhs.shape}")
-    return np.linalg.norm(dhs[::-1], axis=2)
+    return scaled_norm(dhs[::-1], axis=2)
 
 
 def decay_bound(dhs, W_h, activation):
