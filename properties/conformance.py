@@ -748,7 +748,8 @@ def run_property(backend, prop_name, *, profile="ci", max_examples=None, seed=No
             who = "the property itself raised (a bug in the suite?)" if _raised_in_suite(exc) else "the backend raised"
             msg, error, raw = f"{prop_name}: {who} {type(exc).__name__}: {exc}", None, None
             tb = frames_text(exc)
-        msg += note + _gated_hint(case, exc)
+        suite_bug = not isinstance(exc, (PropertyFailure, CaseBuildError)) and _raised_in_suite(exc)
+        msg += note + ("" if suite_bug else _gated_hint(case, exc))   # the hint is for backends
         text = failure_text(msg, exc, case)
         if tb:
             text = text.replace("\ncase:\n", f"\n{tb}\ncase:\n", 1)

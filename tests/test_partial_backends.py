@@ -14,6 +14,7 @@ from properties import conformance
 from properties.checks import PROPERTIES
 from properties.conformance import check_backend, feature_of, run_property
 from properties.hypothesis_helpers import draw_problem
+from properties.truncation import prop_truncation_full
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -268,3 +269,15 @@ def test_the_torch_lstm_example_agrees_with_the_reference(examples_path):
                                               W_y=np.ones((1, 1)), b_y=np.ones(1)), np.ones((2, 1, 1)),
                          np.ones((2, 1, 1)))
     assert sys.modules.get("torch") is not None
+
+
+def test_a_suite_bug_on_a_gated_case_does_not_blame_the_backend(fake_property, monkeypatch):
+    # an exception raised by the property's own code is the suite's: no advice to declare the cell
+    monkeypatch.setattr(conformance, "cell_of", lambda case: case[0] if isinstance(case, tuple) else "elman")
+
+    def suite_bug(backend, case):   # prop_truncation_full asserts that the case it gets is truncated
+        return prop_truncation_full(backend, case[1])
+    name = fake_property(name="_suite_bug", check=suite_bug, build=_gated_case)
+    res = run_property(get_backend("numpy"), name, max_examples=5, cells=["lstm"])
+    assert res.status == "fail" and "a bug in the suite?" in res.message
+    assert "NotImplementedError" not in res.message and "--cell elman" not in res.message
