@@ -248,9 +248,12 @@ def softmax_floor(p: Problem, truncation="same") -> dict:
     an absolute ~u per term. The backward pass is linear in dl/dy, so the response is
     measured exactly: the reference BPTT of the same network with a linear output and
     targets d_t = y_t - s_t has dl/dy = s_t / B, an error of one unit; s is one class
-    at a time (random signs over steps and rows) and the absolute responses are added.
-    Zero for linear outputs (their errors are relative, and the perturbation of the
-    inputs measures them)."""
+    at a time, once with random signs over steps and rows and once with all signs +1
+    (random signs can cancel in a sum over rows: b_y's response to s = (+1, -1) over
+    B = 2 rows is 0), and the larger response is kept; the classes' responses are
+    added. The output layer's is exact: b_y[o] gets one unit per scored row, / B, and
+    W_y[o, :] the |h_t[b]| / B of the scored rows. Zero for linear outputs (their
+    errors are relative, and the perturbation of the inputs measures them)."""
     if p.spec.output != "softmax":
         return {}
     ys = reference_forward(p).ys
@@ -258,15 +261,22 @@ def softmax_floor(p: Problem, truncation="same") -> dict:
     lin = replace(p.spec, output="linear", l2=0.0)
     out = {}
     for o in range(p.O):  # one class at a time, and the absolute responses added: no cancellation across classes
-        s = np.zeros(ys.shape)
-        s[..., o] = rng.choice((-1.0, 1.0), size=ys.shape[:2])
-        r = reference_bptt(replace(p, spec=lin, targets=ys - s), truncation)
-        parts = {n: np.abs(getattr(r.grads, n)) for n in param_names(p)}
-        for a in ("dh0", "dc0", "dhs", "dcs"):
-            if getattr(r, a) is not None:
-                parts[a] = np.abs(getattr(r, a))
-        for k, v in parts.items():
+        best = {}
+        for signs in (True, False):
+            s = np.zeros(ys.shape)
+            s[..., o] = rng.choice((-1.0, 1.0), size=ys.shape[:2]) if signs else 1.0
+            r = reference_bptt(replace(p, spec=lin, targets=ys - s), truncation)
+            parts = {n: np.abs(getattr(r.grads, n)) for n in param_names(p)}
+            for a in ("dh0", "dc0", "dhs", "dcs"):
+                if getattr(r, a) is not None:
+                    parts[a] = np.abs(getattr(r, a))
+            best = {k: np.maximum(best[k], v) if k in best else v for k, v in parts.items()}
+        for k, v in best.items():
             out[k] = out.get(k, 0.0) + v
+    scored = [t - 1 for t in scored_steps(p.spec, p.T)]
+    hs = np.abs(reference_forward(p).hs[scored])                       # (steps, B, H)
+    out["b_y"] = np.full(p.O, float(len(scored)))                     # 1 / B from each of B rows, per step
+    out["W_y"] = np.broadcast_to(hs.sum(axis=(0, 1)) / p.B, (p.O, p.H)).copy()
     out["loss"] = float(p.T if p.spec.targets == "every" else 1)
     return out
 
@@ -337,6 +347,45 @@ def summation_floor(p: Problem, truncation="same") -> dict:
         out["loss"] = (m + (len(cell.l2) if case.spec.l2 else 0)) * abs(loss)
         return out
     return _memo(p, ("sums", kw["truncation"]), compute)
+
+
+def _rows(p: Problem, truncation="same") -> int:
+    """(step, batch row) pairs the backward pass of p visits: T B for full BPTT."""
+    tr = p.truncation if truncation == "same" else truncation
+    return p.B * sum(e - s + 1 for _, e, s in reference.blocks(p.T, tr))
+
+
+def reference_magnitude(p: Problem) -> float:
+    """The largest magnitude a correct backend meets on the way to p's BPTT result: the
+    states and pre-activations, the outputs, each loss term's (y - d)^2 or log-sum-exp
+    (<= 2 B L, every term being >= 0), dl/dy, dL/dh_t (dL/dc_t), and each parameter
+    gradient's sum|terms|, which bounds every partial sum whatever the order. inf when
+    the float64 reference itself overflows."""
+    def compute():
+        try:
+            states, caches, ys, dys = _run(p)
+            full = reference_bptt(p, None)
+            sums = summation_floor(p)
+        except FloatingPointError:
+            return float("inf")
+        arrays = [a for st in states for a in st] + [a for c in caches for a in c] + [ys, p.B * dys]
+        arrays += [a for a in (full.dhs, full.dcs) if a is not None]
+        big = max(float(np.abs(np.asarray(a, dtype=np.float64)).max(initial=0.0)) for a in arrays)
+        big = max(big, 2 * p.B * abs(full.loss))
+        n = _rows(p)
+        m = len(scored_steps(p.spec, p.T)) * p.B
+        for name in param_names(p):
+            big = max(big, float(np.max(sums[name])) / (m if name in ("W_y", "b_y") else n))
+        return big
+    return _memo(p, "magnitude", compute)
+
+
+def beyond_range(p: Problem, dtype) -> bool:
+    """Whether a correct backend computing p in ``dtype`` may overflow: the reference's
+    largest magnitude is above 1/16 of the dtype's largest number (room for an
+    intermediate a few times larger than any listed, e.g. 2 l computed before / 2).
+    float32: 2.1e37."""
+    return reference_magnitude(p) > float(np.finfo(np.dtype(str(dtype))).max) / 16
 
 
 def rounding_floor(p: Problem, truncation="same", full=None) -> dict:
