@@ -15,6 +15,7 @@ ignores Ctrl-C: the parent handles it (kills the child and keeps what finished).
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import signal
 import time
@@ -53,6 +54,24 @@ def _context():
         ctx.set_forkserver_preload(["properties.conformance", "implementations.backends", "torch"])
         return ctx
     return multiprocessing.get_context("spawn")
+
+
+@contextlib.contextmanager
+def _sigint_held():
+    """SIGINT blocked (delivered when the block ends) where the platform can block
+    signals; else ignored for the duration."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    else:
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, old)
 
 
 def _how_it_ended(proc):
@@ -95,12 +114,11 @@ def check_isolated(name, *, on_start=None, on_result=None, properties, profile="
     while remaining:
         kw["properties"] = list(remaining)
         parent, child = ctx.Pipe(duplex=False)
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the child starts with Ctrl-C ignored
-        try:
+        # The child starts with Ctrl-C held back (and ignores it from its first line on); the
+        # parent's own Ctrl-C during the start is held too, not dropped, and raised right after.
+        with _sigint_held():
             proc = ctx.Process(target=_child, args=(child, name, kw), daemon=True, name=f"bptt-suite {name}")
             proc.start()
-        finally:
-            signal.signal(signal.SIGINT, old)
         child.close()
         running, started, done, hung, error = None, None, False, False, None
         try:

@@ -129,3 +129,13 @@ def test_progress_names_backend_property_and_elapsed_and_is_quiet_off_a_terminal
                  "--in-process"]) == 0
     assert "property 1/1" not in capsys.readouterr().err   # stderr is not a terminal here
     assert cli.Progress is Progress
+
+
+def test_ctrl_c_while_a_backend_process_starts_is_held_not_dropped():
+    from properties.isolation import _sigint_held
+
+    with pytest.raises(KeyboardInterrupt):
+        with _sigint_held():
+            os.kill(os.getpid(), signal.SIGINT)   # arrives while the child would be starting
+            time.sleep(0.05)                      # held: nothing raised here
+        time.sleep(1)                             # raised as the block ends
