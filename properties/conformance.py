@@ -678,6 +678,9 @@ def run_property(backend, prop_name, *, profile="ci", max_examples=None, seed=No
         run.in_check = True
         try:
             out = prop.check(backend, case)
+        except HypothesisException:   # the property's own reject() (a case it cannot judge): no verdict
+            run.in_check = False
+            raise
         except Exception as exc:  # noqa: BLE001 - sorted out below
             run.in_check = False
             declared = _declared(exc)
