@@ -84,12 +84,20 @@ def test_a_segfault_loses_only_the_property_that_was_running(tmp_path):
     assert "SIGSEGV" in r.stdout
 
 
+def _interruptible():
+    """In the child: Ctrl-C as a terminal delivers it. A shell starts background jobs with
+    SIGINT ignored, and an ignored signal stays ignored across exec, so a test run
+    started with `make test &` would otherwise hand the check a SIGINT it ignores."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_prints_what_finished_writes_the_json_and_exits_130(tmp_path):
     path = tmp_path / "out.json"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([PY, "-m", "properties.cli", "check", "--backend", "tests.crashing_backends:SlowBptt",
                              "--property", "forward", "--property", "bptt", "--json", str(path)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_interruptible)
     try:
         deadline = time.time() + 120
         while time.time() < deadline:   # the JSON is written as each property finishes
@@ -134,8 +142,12 @@ def test_progress_names_backend_property_and_elapsed_and_is_quiet_off_a_terminal
 def test_ctrl_c_while_a_backend_process_starts_is_held_not_dropped():
     from properties.isolation import _sigint_held
 
-    with pytest.raises(KeyboardInterrupt):
-        with _sigint_held():
-            os.kill(os.getpid(), signal.SIGINT)   # arrives while the child would be starting
-            time.sleep(0.05)                      # held: nothing raised here
-        time.sleep(1)                             # raised as the block ends
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)   # as in a terminal (see _interruptible)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with _sigint_held():
+                os.kill(os.getpid(), signal.SIGINT)   # arrives while the child would be starting
+                time.sleep(0.05)                      # held: nothing raised here
+            time.sleep(1)                             # raised as the block ends
+    finally:
+        signal.signal(signal.SIGINT, old)
