@@ -1,9 +1,6 @@
 """Cases that once failed correct backends in the false-alarm sweep
 (scripts/false_alarm_sweep.py), each pinned with the draws that built it."""
-from dataclasses import dataclass
-
 import numpy as np
-import pytest
 from hypothesis import strategies as st
 
 from examples.my_backend import MyBackend
@@ -13,6 +10,7 @@ from properties.checks import PROPERTIES
 from properties.conformance import run_property
 from properties.hypothesis_helpers import FULL_CAPS, _fixed_draw, draw_problem
 from properties.oracle import beyond_range, softmax_floor
+from test_partial_backends import _Prop
 
 BASE = {"corner": "drawn", "size-1 axes": set(), "l2": 0.0, "h0 given": False, "truncation kind": "none"}
 
@@ -72,17 +70,6 @@ class Float32ByOverflow:
         if self.always or big > np.finfo(np.float32).max:
             raise FloatingPointError("overflow in the weight gradients")
         return r
-
-
-@dataclass(frozen=True)
-class _Prop:
-    name: str
-    check: object
-    build: object
-    doc: str = "a test property"
-    examples_factor: int = 1
-    cells: tuple = ("elman",)
-    needs: tuple = ()
 
 
 def _either(draw, caps):
