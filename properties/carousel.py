@@ -55,8 +55,10 @@ def _carousel(backend, p: Problem, res, state: str, law: str, last=0.0):
     gates = laws.carousel_gates(p.spec, p.params, p.xs)        # f_t or z_t, float64
     want = totals * gates                                       # d(state)_{t-1} from d(state)_t
     got = np.concatenate([initial[None], totals[:-1]])          # d(state)_0 .. d(state)_{T-1}
-    # absolute: tiny, for a product that underflows (a backend may flush it to zero)
-    allowed = np.abs(want) * _gate_slack(p, tol, gates) + tol.tiny
+    # absolute: tiny, for a product that underflows (a backend may flush it to zero), and
+    # |d(state)_t| tiny for a gate below the dtype's smallest normal number (sigmoid(-92) =
+    # 1e-40 in float32 is subnormal or flushed to 0: known only to tiny absolutely)
+    allowed = np.abs(want) * _gate_slack(p, tol, gates) + np.abs(totals) * tol.tiny + tol.tiny
     allowed[-1] += np.asarray(last) * gates[-1]
     ratio = np.abs(got - want) / allowed
     idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(ratio)), ratio.shape))

@@ -84,3 +84,15 @@ def test_an_overflow_beyond_the_dtype_is_no_failure(monkeypatch):
     # ... but an overflow where the numbers fit the dtype is
     res = run_property(Float32ByOverflow(always=True), prop.name, max_examples=10)
     assert res.status == "fail" and "FloatingPointError" in res.message
+
+
+# dev seed 10, numpy[float32] and torch[float32]: a saturated GRU whose update gate is
+# sigmoid(-92) = 2.7e-40 at one step, subnormal in float32; the backends' 0 failed gru_carousel.
+def test_a_subnormal_gate_in_float32_passes_the_carousel():
+    from properties.carousel import prop_gru_carousel
+    draws = dict(BASE, cell="gru", **{"size class": "long"}, T=39, B=1, D=1, H=12, O=2, activation="tanh",
+                 output="softmax", targets="last", regime="saturated", seed=1841,
+                 **{"x scale": 3.0, "input/output weight scale": 1.0, "saturation scale": 10.0,
+                    "saturation sign": "mixed", "logit scale": 100.0, "h0 given": True})
+    p = PROPERTIES["gru_carousel"].build(_fixed_draw(draws), FULL_CAPS, ("gru",))
+    prop_gru_carousel(get_backend("numpy", "float32"), p)
