@@ -497,10 +497,13 @@ def frames_text(exc, n=FRAMES_SHOWN) -> str:
 
 
 def _gated_hint(case, exc):
-    """For a gated case that an Elman-only backend answered with some other error."""
+    """For a gated case that an Elman-only backend answered with some other error (none
+    for the suite's own errors: a failed case build, or an exception raised in properties/)."""
     cell = cell_of(case)
     root = exc.__cause__ if isinstance(exc, PropertyFailure) else exc
-    if cell == "elman" or root is None or isinstance(root, (PropertyFailure, NotImplementedError)):
+    if cell == "elman" or root is None or isinstance(root, (PropertyFailure, NotImplementedError, CaseBuildError)):
+        return ""
+    if root is exc and _raised_in_suite(exc):
         return ""
     return (f"\nThe case has cell {cell!r}. A backend that does not support it declares so by raising "
             f"NotImplementedError naming the cell, e.g. raise implementations.adapter.unsupported(\"cell {cell!r}\") "
@@ -576,7 +579,6 @@ class _Run:
         self.case = None               # the case of the example running (or last run)
         self.cells = {}
         self.unsupported = {}          # feature -> cases rejected
-        self.beyond_range = 0          # cases rejected: their numbers leave the dtype (overflow is right)
         self.first_case = {}           # feature -> the first case that needed it
         self.first_fail_t = None
         self.shrink_calls = 0          # examples drawn after the first failure
@@ -697,7 +699,6 @@ def run_property(backend, prop_name, *, profile="ci", max_examples=None, seed=No
             if isinstance(overflow, FloatingPointError) and problem is not None and beyond_range(problem, dtype):
                 # the case's numbers leave the backend's dtype (float32 at 3.4e38): its overflow is
                 # right, and the case proves nothing either way (the errors property tests overflow)
-                run.beyond_range += 1
                 reject()
             run.calls += 1
             run.count_cell(case)
@@ -760,8 +761,7 @@ def run_property(backend, prop_name, *, profile="ci", max_examples=None, seed=No
             who = "the property itself raised (a bug in the suite?)" if _raised_in_suite(exc) else "the backend raised"
             msg, error, raw = f"{prop_name}: {who} {type(exc).__name__}: {exc}", None, None
             tb = frames_text(exc)
-        suite_bug = not isinstance(exc, (PropertyFailure, CaseBuildError)) and _raised_in_suite(exc)
-        msg += note + ("" if suite_bug else _gated_hint(case, exc))   # the hint is for backends
+        msg += note + _gated_hint(case, exc)
         text = failure_text(msg, exc, case)
         if tb:
             text = text.replace("\ncase:\n", f"\n{tb}\ncase:\n", 1)

@@ -303,6 +303,12 @@ def softmax_floor(p: Problem, truncation="same") -> dict:
 EXTRA_GATE = {"b_hn": "n"}
 
 
+def _rows(case) -> int:
+    """(step, batch row) pairs the backward pass of a validated case visits: T B for
+    full BPTT (also for h >= T, which validation makes full BPTT)."""
+    return case.B * sum(e - s + 1 for _, e, s in reference.blocks(case.T, case.truncation))
+
+
 def summation_floor(p: Problem, truncation="same") -> dict:
     """n sum|terms| (per unit u) of every parameter gradient and of the loss, for the
     BPTT of p under ``truncation``: keyed like rounding_floor."""
@@ -313,7 +319,6 @@ def summation_floor(p: Problem, truncation="same") -> dict:
         cell, B, H = case.cell, case.B, case.H
         eye = np.eye(B)
         S = {n: 0.0 for n in cell.recurrent_params}
-        visits = [0]
 
         def backward(params, cache, dstate, act):
             out = cell.backward(params, cache, dstate, act)
@@ -332,12 +337,12 @@ def summation_floor(p: Problem, truncation="same") -> dict:
             S["b_h"] = S["b_h"] + a.sum(axis=0)
             for name in cell.extra:
                 S[name] = S[name] + a[:, cell.block(EXTRA_GATE[name], H)].sum(axis=0)
-            visits[0] += 1
             return out
 
         with np.errstate(all="ignore"):
             loss = run_bptt(case, cell=replace(cell, backward=backward)).loss
-        out = {name: visits[0] * B * v for name, v in S.items()}
+        n = _rows(case)                              # every (step, row) the backward pass visits
+        out = {name: n * v for name, v in S.items()}
         states, _, _, dys = _run(p)                  # dys: dL/dy_t, zero at unscored steps
         m = len(scored_steps(p.spec, p.T)) * B
         hs = np.abs(np.stack([st[0] for st in states[1:]]))
@@ -349,18 +354,14 @@ def summation_floor(p: Problem, truncation="same") -> dict:
     return _memo(p, ("sums", kw["truncation"]), compute)
 
 
-def _rows(p: Problem, truncation="same") -> int:
-    """(step, batch row) pairs the backward pass of p visits: T B for full BPTT."""
-    tr = p.truncation if truncation == "same" else truncation
-    return p.B * sum(e - s + 1 for _, e, s in reference.blocks(p.T, tr))
-
-
 def reference_magnitude(p: Problem) -> float:
     """The largest magnitude a correct backend meets on the way to p's BPTT result: the
     states and pre-activations, the outputs, each loss term's (y - d)^2 or log-sum-exp
     (<= 2 B L, every term being >= 0), dl/dy, dL/dh_t (dL/dc_t), and each parameter
     gradient's sum|terms|, which bounds every partial sum whatever the order. inf when
     the float64 reference itself overflows."""
+    args, kw = p.bptt_args()
+
     def compute():
         try:
             states, caches, ys, dys = _run(p)
@@ -372,7 +373,7 @@ def reference_magnitude(p: Problem) -> float:
         arrays += [a for a in (full.dhs, full.dcs) if a is not None]
         big = max(float(np.abs(np.asarray(a, dtype=np.float64)).max(initial=0.0)) for a in arrays)
         big = max(big, 2 * p.B * abs(full.loss))
-        n = _rows(p)
+        n = _rows(validate_bptt(*args, **kw))
         m = len(scored_steps(p.spec, p.T)) * p.B
         for name in param_names(p):
             big = max(big, float(np.max(sums[name])) / (m if name in ("W_y", "b_y") else n))
