@@ -293,10 +293,12 @@ def softmax_floor(p: Problem, truncation="same") -> dict:
 # the same numbers, and torch's float32 CPU GEMM errs by 0.03 n u (6.6e-6 relative)
 # on W_y over 51 x 61 rows, by 0.03 n u (4.3e-5, over rtol = 1e-5) on W_h under
 # BPTT(8; 1), which visits 23,180 rows; a float32 np.cumsum over 400 x 64 rows by
-# 0.028 n u (tests/test_summation_floor.py). No perturbation of the inputs shows this (it is the summation order's error, not the data's), so it is a
-# floor of its own: n sum|terms| per unit u, entry by entry. In float64 it is below
-# rtol (3840 u = 4e-13); in float32 it is what lets a running sum of thousands of
-# rows pass, and small where the sums are short.
+# 0.028 n u (tests/test_summation_floor.py). No perturbation of the inputs shows this
+# (it is the summation order's error, not the data's), so it is a floor of its own:
+# n sum|terms| per unit u, entry by entry. In float64 it stays near rtol (3840 u =
+# 4e-13 for full BPTT, a few times that under truncation), far below float32's 6e-8;
+# in float32 it is what lets a running sum of thousands of rows pass, and small where
+# the sums are short.
 
 #: Extra parameters and the gate block whose pre-activation gradient bounds theirs:
 #: the GRU's b_hn adds to W_hn h_{t-1}, so dL/db_hn = r dL/d(n's pre-activation), r < 1.
