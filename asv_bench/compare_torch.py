@@ -50,13 +50,18 @@ Also printed, in the same run:
   6 T B H (D + H + O) flops for forward + backward (the usual 2 for forward,
   4 for backward per multiply-add of the three weight matrices), and its share of
   the GEMM throughput;
-- for every cell at (200, 64, 128, 512), the unavoidable GEMMs alone, timed in the
+- for every cell and size, the unavoidable GEMMs alone, timed in the
   same rounds as the contenders, once with numpy and once with torch: the T per-step
   products h_{t-1} W_h^T (B, H) x (H, G H) and dL/dz_t W_h (B, G H) x (G H, H), and
   the GEMMs over all T B rows at once, the input projection (T B, D) x (D, G H), dW_x
   and dW_h (G H, T B) x (T B, D or H), and the output layer's y, dW_y and dL/dh
   (G gates: 1, 4, 3). Their time as a share of each contender's is how close it
-  comes to the GEMMs it cannot avoid; the rest is elementwise work and overhead;
+  comes to the GEMMs it cannot avoid; the rest is elementwise work and overhead, and their time over the torch.nn module's: the ratio a backend
+  on that GEMM library would reach if everything else took no time;
+- for every cell and size, the forward pass's exponentials and tanh alone
+  (``TRANSCENDENTALS``), one numpy call per kind and step as the engine makes them:
+  with numpy's GEMM floor, a lower bound for the numpy backend's time, as a ratio
+  to the torch.nn module's;
 - the peak memory of the numpy backend's full BPTT, measured with tracemalloc
   (numpy reports its array buffers to it) as the peak traced during one call,
   against what the call must hold at once: the states (h, and c for the LSTM,
@@ -187,6 +192,33 @@ def gemm_floor(size, G, lib):
     return run, flops
 
 
+#: Per step and (b, h), the exponentials and tanh the forward pass of each cell must
+#: evaluate (the benchmark's Elman cell is tanh; LSTM: sigma(i), sigma(f), sigma(o),
+#: tanh(g), tanh(c_t); GRU: sigma(r), sigma(z), tanh(n)); a sigmoid costs at least an exp.
+TRANSCENDENTALS = {"elman": (0, 1), "lstm": (3, 2), "gru": (2, 1)}
+
+
+def transcendental_floor(size, cell):
+    """The exponentials and tanh of the forward pass alone, as numpy evaluates them (one
+    single-threaded ufunc call per kind and step, on float32 (B, k H) blocks), as a
+    callable: with the GEMM floor, a lower bound for any BPTT that runs its elementwise
+    work one numpy call at a time."""
+    T, B, D, H = size
+    n_exp, n_tanh = TRANSCENDENTALS[cell]
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((B, max(n_exp, n_tanh) * H), dtype=np.float32)
+    e, t = a[:, :n_exp * H], a[:, :n_tanh * H]
+    out = np.empty_like(a)
+    oe, ot = out[:, :n_exp * H], out[:, :n_tanh * H]
+
+    def run():
+        for _ in range(T):
+            if n_exp:
+                np.exp(e, out=oe)
+            np.tanh(t, out=ot)
+    return run
+
+
 def peak_memory(backend, spec, params, xs, targets):
     """The peak of the memory traced during one call (tracing starts at the call)."""
     gc.collect()
@@ -239,7 +271,7 @@ def main(argv=None):
     gflops = 2 * 4096 ** 3 / t_big / 1e9
     print(f"numpy float32 GEMM 4096^3: {t_big * 1e3:.1f} ms = {gflops:.1f} GFLOP/s")
 
-    floors = {}   # cell -> (flops, times of the floor and the contenders at GFLOP_SIZE)
+    floors = {}   # (cell, size) -> (flops, times of the GEMM floor, times of the contenders)
     mins = []
     gemm_rounds = elman_big = None
     for cell in args.cells:
@@ -256,22 +288,22 @@ def main(argv=None):
                 check_agreement(be.bptt(spec, params, xs, targets), baseline)
             fns = {"base": baseline.bptt}
             fns.update({name: (lambda be=be, a=(spec, params, xs, targets): be.bptt(*a)) for name, be in backends.items()})
-            if size == GFLOP_SIZE:   # the GEMMs alone, under the same load, in the same rounds
-                flops = None
-                for lib in ("numpy", "torch"):
-                    fns[f"floor {lib}"], flops = gemm_floor(size, ROWS[cell].G, lib)
-                if cell == "elman":
-                    fns["gemm"] = gemm_call()
+            flops = None   # the GEMMs alone, under the same load, in the same rounds
+            for lib in ("numpy", "torch"):
+                fns[f"floor {lib}"], flops = gemm_floor(size, ROWS[cell].G, lib)
+            fns["transcendental"] = transcendental_floor(size, cell)
+            if size == GFLOP_SIZE and cell == "elman":
+                fns["gemm"] = gemm_call()
             fastest = {}
             times = median_times(fns, args.repeats, fastest=fastest)
             if "gemm" in times:
                 gemm_rounds = GEMM_FLOPS / times.pop("gemm") / 1e9
             base = times.pop("base")
-            if size == GFLOP_SIZE:
-                floors[cell] = (flops, {k: times.pop(f"floor {k}") for k in ("numpy", "torch")},
-                                dict(times, base=base))
-                if cell == "elman":
-                    elman_big = (base, dict(times))
+            floor = {k: times.pop(f"floor {k}") for k in ("numpy", "torch")}
+            floor["transcendental"] = times.pop("transcendental")
+            floors[cell, size] = (flops, floor, dict(times, base=base))
+            if size == GFLOP_SIZE and cell == "elman":
+                elman_big = (base, dict(times))
             mins.append((cell, size, {name: fastest[name] / fastest["base"] for name in backends}))
             print(f"{str(size):>20} | {base * 1e3:10.2f} ms | {times['numpy'] * 1e3:7.2f} ms "
                   f"{times['numpy'] / base:5.2f}x | {times['torch'] * 1e3:7.2f} ms {times['torch'] / base:5.2f}x",
@@ -293,15 +325,25 @@ def main(argv=None):
               f"(torch.nn.RNN: {flops / base / 1e9:.1f} GFLOP/s, torch backend: "
               f"{flops / times['torch'] / 1e9:.1f} GFLOP/s)")
     if floors:
-        print(f"\nThe unavoidable GEMMs at {GFLOP_SIZE} alone (same rounds), and their share of each contender's time:")
-        print(f"{'cell':>6} | {'GFLOP':>6} | {'GEMMs numpy':>11} {'torch':>9} | {'numpy backend':>17} | "
-              f"{'torch backend':>17} | {'torch.nn':>17}")
-        for cell, (flops, floor, t) in floors.items():
-            print(f"{cell:>6} | {flops / 1e9:6.1f} | {floor['numpy'] * 1e3:8.1f} ms {floor['torch'] * 1e3:6.1f} ms | "
-                  f"{t['numpy'] * 1e3:7.1f} ms {100 * floor['numpy'] / t['numpy']:5.0f}% | "
-                  f"{t['torch'] * 1e3:7.1f} ms {100 * floor['torch'] / t['torch']:5.0f}% | "
-                  f"{t['base'] * 1e3:7.1f} ms {100 * floor['torch'] / t['base']:5.0f}%")
+        print("\nThe unavoidable GEMMs alone (same rounds), their share of each contender's time, and the ratio")
+        print("to torch.nn that a backend would reach if everything but its GEMMs took no time (GEMMs / torch.nn):")
+        print(f"{'cell':>6} {'T, B, D, H':>20} | {'GFLOP':>6} | {'GEMMs numpy':>11} {'torch':>9} | "
+              f"{'numpy backend':>17} | {'torch backend':>17} | {'torch.nn':>17} | {'GEMMs / torch.nn':>16}")
+        for (cell, size), (flops, floor, t) in floors.items():
+            print(f"{cell:>6} {str(size):>20} | {flops / 1e9:6.2f} | {floor['numpy'] * 1e3:8.2f} ms {floor['torch'] * 1e3:6.2f} ms | "
+                  f"{t['numpy'] * 1e3:8.2f} ms {100 * floor['numpy'] / t['numpy']:4.0f}% | "
+                  f"{t['torch'] * 1e3:8.2f} ms {100 * floor['torch'] / t['torch']:4.0f}% | "
+                  f"{t['base'] * 1e3:8.2f} ms {100 * floor['torch'] / t['base']:4.0f}% | "
+                  f"numpy {floor['numpy'] / t['base']:4.2f}x torch {floor['torch'] / t['base']:4.2f}x")
         print("(numpy backend: share of numpy's GEMMs; torch backend and torch.nn: share of torch's)")
+        print("\nA lower bound for the numpy engine, whose elementwise work is one single-threaded numpy call")
+        print("at a time: numpy's GEMM floor + the forward pass's exp and tanh alone (TRANSCENDENTALS), over torch.nn:")
+        print(f"{'cell':>6} {'T, B, D, H':>20} | {'exp + tanh':>10} | {'GEMMs + exp/tanh':>16} | {'/ torch.nn':>10} | "
+              f"{'numpy backend':>13}")
+        for (cell, size), (flops, floor, t) in floors.items():
+            lb = floor["numpy"] + floor["transcendental"]
+            print(f"{cell:>6} {str(size):>20} | {floor['transcendental'] * 1e3:7.2f} ms | {lb * 1e3:13.2f} ms | "
+                  f"{lb / t['base']:9.2f}x | {t['numpy'] / t['base']:12.2f}x")
 
     if not args.no_memory:
         print("\nPeak memory of numpy float32 full BPTT (tracemalloc, one public call):")

@@ -194,3 +194,20 @@ def test_make_inputs_follow_the_cell_row():
         for name, (shape, _) in row.shapes(3, 4, 3).items():
             assert np.shape(getattr(params, name)) == shape, (cell, name)
         assert xs.shape == (5, 2, 3) and targets.shape == (5, 2, 3)
+
+
+def test_compare_torch_prints_every_table():
+    """The one-run comparison runs end to end at a tiny size: every contender agrees
+    with the torch.nn module (checked inside), and the GEMM-floor and lower-bound
+    tables have a row per cell."""
+    env = dict(os.environ, BPTT_BENCH_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "asv_bench.compare_torch", "--repeats", "1", "--sizes", TINY,
+                           "--no-memory"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    floors = out[out.index("The unavoidable GEMMs alone"):out.index("A lower bound for the numpy engine")]
+    bound = out[out.index("A lower bound for the numpy engine"):]
+    for cell in ("elman", "lstm", "gru"):
+        for table in (floors, bound):
+            rows = [line for line in table.splitlines() if line.split()[:1] == [cell]]
+            assert len(rows) == 1 and "(30, 2, 3, 4) |" in rows[0] and rows[0].rstrip().endswith("x"), table
