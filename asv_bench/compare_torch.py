@@ -1,6 +1,6 @@
 """One-run speed comparison of the shared engine against torch.nn.RNN / LSTM / GRU + autograd.
 
-    python -m asv_bench.compare_torch [--repeats N] [--sizes T,B,D,H ...] [--cells C ...] [--no-memory]
+    python -m asv_bench.compare_torch [--repeats N] [--sizes T,B,D,H ...] [--cells C ...] [--no-memory] [--clock thread]
 
 The model and loss are the same everywhere: a recurrent cell (the tanh Elman RNN, the
 LSTM or the GRU of the README's model section), a linear output layer with O = D,
@@ -38,7 +38,9 @@ training loop (after an idle pause, torch's first GEMM waits 8-12 ms here for it
 threads to wake up, whatever its size: that would dominate the smallest size). The load average is printed at the
 start and the end: on a shared machine, other processes' load inflates and scatters the
 times (OpenBLAS and OpenMP threads wait on busy cores), so compare runs with a low
-load.
+load. ``--clock thread`` (with ``BPTT_BENCH_THREADS=1``) times the CPU time of
+the calling thread instead, which other processes disturb far less (only through
+the caches they share): single-threaded ratios on a busy machine.
 
 Also printed, in the same run:
 
@@ -97,26 +99,29 @@ GAP = 0.3
 WARM = 0.05
 
 
-def median_times(fns, repeats, warmup=2, fastest=None):
+def median_times(fns, repeats, warmup=2, fastest=None, clock=time.perf_counter):
     """Median time of each callable; the callables take turns in every round, so a
     change in machine load during the run shifts them alike (the ratios hold up).
-    ``fastest``, a dict, receives the minimum of each."""
+    ``fastest``, a dict, receives the minimum of each. With ``clock=time.thread_time``
+    (one thread everywhere: the CPU time of the calling thread) there is no pause and
+    no untimed call: no other thread is there to sleep or to wake."""
+    walled = clock is time.perf_counter
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            if len(fns) > 1:
+            if len(fns) > 1 and walled:
                 time.sleep(GAP)  # the previous contender's threads stop spinning
                 t0 = time.perf_counter()
                 while True:      # untimed: wakes fn's own threads
                     fn()
                     if time.perf_counter() - t0 >= WARM:
                         break
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(clock() - t0)
     if fastest is not None:
         fastest.update({name: min(ts) for name, ts in times.items()})
     return {name: statistics.median(ts) for name, ts in times.items()}
@@ -251,7 +256,17 @@ def main(argv=None):
     ap.add_argument("--sizes", nargs="*", default=None, help="T,B,D,H ... (O = D)")
     ap.add_argument("--cells", nargs="*", default=list(CELLS), choices=CELLS)
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
+    ap.add_argument("--clock", choices=("wall", "thread"), default="wall",
+                    help="wall: elapsed time (default); thread: the CPU time of the calling thread, "
+                         "steadier on a busy machine, only with one thread everywhere (BPTT_BENCH_THREADS=1)")
     args = ap.parse_args(argv)
+    clock = time.perf_counter
+    if args.clock == "thread":
+        counts = {v: os.environ[v] for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        if set(counts.values()) != {"1"}:
+            ap.error(f"--clock thread counts the calling thread's CPU time only, so every pool must have one "
+                     f"thread (BPTT_BENCH_THREADS=1); got {counts}")
+        clock = time.thread_time
 
     torch = common.import_torch()
     get_backend, _, RNNSpec, _ = common.safe_import()
@@ -264,10 +279,10 @@ def main(argv=None):
           f"cpus {os.cpu_count()}, threads: OpenBLAS {os.environ['OPENBLAS_NUM_THREADS']}, "
           f"torch {torch.get_num_threads()}; env {env}")
     print(f"float32, linear output with O = D, every step scored; median of {args.repeats} "
-          f"after 2 warm-up calls\n")
+          f"after 2 warm-up calls; {'elapsed time' if args.clock == 'wall' else 'CPU time of the calling thread'}\n")
 
     print("load average at start (1, 5, 15 min): %.2f %.2f %.2f" % os.getloadavg())
-    t_big = median_times({"gemm": gemm_call(4096)}, 5, warmup=1)["gemm"]
+    t_big = median_times({"gemm": gemm_call(4096)}, 5, warmup=1, clock=clock)["gemm"]
     gflops = 2 * 4096 ** 3 / t_big / 1e9
     print(f"numpy float32 GEMM 4096^3: {t_big * 1e3:.1f} ms = {gflops:.1f} GFLOP/s")
 
@@ -295,7 +310,7 @@ def main(argv=None):
             if size == GFLOP_SIZE and cell == "elman":
                 fns["gemm"] = gemm_call()
             fastest = {}
-            times = median_times(fns, args.repeats, fastest=fastest)
+            times = median_times(fns, args.repeats, fastest=fastest, clock=clock)
             if "gemm" in times:
                 gemm_rounds = GEMM_FLOPS / times.pop("gemm") / 1e9
             base = times.pop("base")

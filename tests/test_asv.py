@@ -200,9 +200,11 @@ def test_compare_torch_prints_every_table():
     """The one-run comparison runs end to end at a tiny size: every contender agrees
     with the torch.nn module (checked inside), and the GEMM-floor and lower-bound
     tables have a row per cell."""
-    env = dict(os.environ, BPTT_BENCH_THREADS="1")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    env["BPTT_BENCH_THREADS"] = "1"
     proc = subprocess.run([sys.executable, "-m", "asv_bench.compare_torch", "--repeats", "1", "--sizes", TINY,
-                           "--no-memory"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                           "--no-memory", "--clock", "thread"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     floors = out[out.index("The unavoidable GEMMs alone"):out.index("A lower bound for the numpy engine")]
@@ -211,3 +213,12 @@ def test_compare_torch_prints_every_table():
         for table in (floors, bound):
             rows = [line for line in table.splitlines() if line.split()[:1] == [cell]]
             assert len(rows) == 1 and "(30, 2, 3, 4) |" in rows[0] and rows[0].rstrip().endswith("x"), table
+
+
+def test_compare_torch_thread_clock_needs_one_thread():
+    env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2", MKL_NUM_THREADS="2")
+    proc = subprocess.run([sys.executable, "-m", "asv_bench.compare_torch", "--clock", "thread"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "--clock thread counts the calling thread's CPU time only" in proc.stderr
+    assert "BPTT_BENCH_THREADS=1" in proc.stderr
