@@ -277,7 +277,10 @@ def build_bad_input(draw, caps: Caps, cells=CELL_NAMES) -> BadInput:
     else:
         # Finite input that overflows: identity states growing by g per step from h0 = 1
         # (float64 overflows at step k, a float32 backend earlier), or huge finite outputs
-        # whose squared error overflows in the loss.
+        # whose squared error overflows in the loss at every scored step, whatever the
+        # states: with tanh, |h_t| <= m = max(1, |h0|) (a GRU's h_t mixes n_t and h_{t-1}),
+        # so |W_y h_t| <= 1e200 m and b_y = 2e200 m keeps y_t within [1e200 m, 3e200 m]
+        # (a saturated GRU can keep h_t = 0 exactly, where W_y alone gives y_t = b_y).
         expected = (FloatingPointError,)
         names = ()
         if kind == "overflow_states":
@@ -290,6 +293,8 @@ def build_bad_input(draw, caps: Caps, cells=CELL_NAMES) -> BadInput:
             method = "forward" if draw(st.booleans(), "via forward") else "bptt"
         else:
             P["W_y"] = np.full_like(np.asarray(P["W_y"]), 1e200 / p.H)
+            m = max(1.0, float(np.abs(p.h0).max())) if p.h0 is not None else 1.0
+            P["b_y"] = np.full_like(np.asarray(P["b_y"]), 2e200 * m)
             if spec.activation != "tanh":
                 spec = replace(spec, activation="tanh")
             inputs["xs"] = p.xs + 1.0

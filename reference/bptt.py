@@ -85,7 +85,8 @@ def loss_terms(case, ys):
             raise overflow_error("loss", t, T)
         loss += l_t.sum() / B
         dys[t - 1] = dl_dy / B
-    loss += spec.l2 / 2 * sum((getattr(p, n) ** 2).sum() for n in case.cell.l2)
+    if spec.l2:   # (l2 = 0 adds no term: not 0 * inf where |W|^2 overflows)
+        loss += spec.l2 / 2 * sum((getattr(p, n) ** 2).sum() for n in case.cell.l2)
     if not np.isfinite(loss):
         raise FloatingPointError("overflow in the loss: the sum of the loss terms and the l2 term is not finite")
     return loss, dys

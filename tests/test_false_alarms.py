@@ -1,5 +1,7 @@
 """Cases that once failed correct backends in the false-alarm sweep
 (scripts/false_alarm_sweep.py), each pinned with the draws that built it."""
+import dataclasses
+
 import numpy as np
 from hypothesis import strategies as st
 
@@ -96,3 +98,35 @@ def test_a_subnormal_gate_in_float32_passes_the_carousel():
                     "saturation sign": "mixed", "logit scale": 100.0, "h0 given": True})
     p = PROPERTIES["gru_carousel"].build(_fixed_draw(draws), FULL_CAPS, ("gru",))
     prop_gru_carousel(get_backend("numpy", "float32"), p)
+
+
+# thorough seed 2, every backend: an overflow_loss case whose outputs did not overflow. The
+# saturated GRU's update gate is exactly 1.0 in float64 and h0 = 0, so h_t = 0 and y_t = b_y
+# however large W_y is; only the reference raised, from (l2 / 2) |W_y|^2 = 0 * inf with
+# l2 = 0, and a correct backend that returns the finite answer failed `errors`.
+GRU_H_ZERO = dict(BASE, **{"bad input kind": "overflow_loss", "size class": "short", "x scale": 1.0,
+                           "input/output weight scale": 1.0, "saturation scale": 30.0,
+                           "saturation sign": "positive"},
+                  cell="gru", T=2, B=1, D=1, H=1, O=1, activation="tanh", output="linear", targets="every",
+                  regime="saturated", seed=1)
+
+
+def test_an_l2_of_zero_adds_nothing_whatever_the_weights():
+    p = pinned(cell="elman", **{"size class": "short"}, T=2, B=1, D=1, H=1, O=1, activation="tanh",
+               output="linear", targets="every", regime="random", seed=0,
+               **{"x scale": 1.0, "input/output weight scale": 1.0, "W_h scale": 1.0})
+    (spec, params, xs, targets), kw = p.bptt_args()
+    big = dataclasses.replace(params, W_x=np.full_like(params.W_x, 1e200))
+    xs0 = np.zeros_like(xs)    # W_x x_t = 0: the huge W_x changes nothing but |W_x|^2
+    r = get_backend("reference").bptt(spec, big, xs0, targets, **kw)
+    r0 = get_backend("reference").bptt(spec, params, xs0, targets, **kw)
+    assert np.isfinite(r.loss) and r.loss == r0.loss
+
+
+def test_overflow_loss_overflows_whatever_the_states():
+    from properties.bad_input import build_bad_input, prop_errors
+    bad = build_bad_input(_fixed_draw(GRU_H_ZERO), FULL_CAPS)
+    assert bad.kind == "overflow_loss" and bad.first_steps == {"forward": 1, "backward": 2}
+    for name in ("reference", "numpy", "numpy[float32]", "torch", "torch[float32]", "torch-autograd", "rtrl"):
+        name, _, dtype = name.rstrip("]").partition("[")
+        prop_errors(get_backend(name, dtype or "float64"), bad)
