@@ -32,5 +32,5 @@ def test_the_plugin_shares_an_example_database(tmp_path):
                         "properties/test_conformance.py", "--bptt-backend", "tests.broken_backends:DroppedDh0",
                         "-k", "bptt and not rtrl", "--bptt-profile", "dev", "--bptt-database", str(db)],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 1 and "dh0" in r.stdout
+    assert r.returncode == 1 and "dh0" in r.stdout, r.stdout[-4000:] + r.stderr[-2000:]
     assert any(db.rglob("*")), "the failing example was not saved"
