@@ -293,7 +293,7 @@ def build_bad_input(draw, caps: Caps, cells=CELL_NAMES) -> BadInput:
             method = "forward" if draw(st.booleans(), "via forward") else "bptt"
         else:
             P["W_y"] = np.full_like(np.asarray(P["W_y"]), 1e200 / p.H)
-            m = max(1.0, float(np.abs(p.h0).max())) if p.h0 is not None else 1.0
+            m = max(1.0, float(np.abs(p.initial_state()[0]).max()))
             P["b_y"] = np.full_like(np.asarray(P["b_y"]), 2e200 * m)
             if spec.activation != "tanh":
                 spec = replace(spec, activation="tanh")

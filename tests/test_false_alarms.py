@@ -9,7 +9,7 @@ from examples.my_backend import MyBackend
 from implementations import get_backend
 from properties.agreement import prop_bptt
 from properties.checks import PROPERTIES
-from properties.conformance import run_property
+from properties.conformance import resolve, run_property
 from properties.hypothesis_helpers import FULL_CAPS, _fixed_draw, draw_problem
 from properties.oracle import beyond_range, softmax_floor
 from test_partial_backends import _Prop
@@ -128,5 +128,4 @@ def test_overflow_loss_overflows_whatever_the_states():
     bad = build_bad_input(_fixed_draw(GRU_H_ZERO), FULL_CAPS)
     assert bad.kind == "overflow_loss" and bad.first_steps == {"forward": 1, "backward": 2}
     for name in ("reference", "numpy", "numpy[float32]", "torch", "torch[float32]", "torch-autograd", "rtrl"):
-        name, _, dtype = name.rstrip("]").partition("[")
-        prop_errors(get_backend(name, dtype or "float64"), bad)
+        prop_errors(resolve(name)[0], bad)
