@@ -11,6 +11,7 @@ import math
 import os
 import subprocess
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -222,3 +223,34 @@ def test_compare_torch_thread_clock_needs_one_thread():
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "--clock thread counts the calling thread's CPU time only" in proc.stderr
     assert "BPTT_BENCH_THREADS=1" in proc.stderr
+
+
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+def test_phases_time_every_step_and_chunk(cell):
+    """The phase breakdown sees every call of the engine's pieces (T = 40, B = 2: time
+    chunks of 32 and 8 steps), leaves the engine as it was, and does not change its
+    result."""
+    from asv_bench import common, phases
+    from implementations import engine
+
+    kernel_for, errors = engine.kernel_for, engine._Output.errors
+    total, secs, calls = phases.phases("numpy", cell, (40, 2, 3, 4), repeats=1)
+    assert (engine.kernel_for, engine._Output.errors) == (kernel_for, errors)
+    assert engine.chunk_steps(40, 2) == 32
+    assert calls == {"project": 2, "step": 40, "output": 2, "prepare": 2, "back": 40, "grads": 2}
+    assert set(secs) == set(phases.PHASES) and secs["rest"] >= 0 and total > 0
+
+    params, xs, targets = common.make_inputs((40, 2, 3, 4), cell=cell)
+    be, spec = common.engine_backend("numpy", "float32"), common.make_spec(cell)
+    plain = be.bptt(spec, params, xs, targets)
+    with phases.timed_phases(defaultdict(float), defaultdict(int)):
+        timed = be.bptt(spec, params, xs, targets)
+    assert timed.loss == plain.loss
+    for name, g in plain.grads.as_dict().items():
+        np.testing.assert_array_equal(getattr(timed.grads, name), g)
+
+
+def test_phases_rejects_a_bad_size():
+    proc = subprocess.run([sys.executable, "-m", "asv_bench.phases", "--sizes", "5,2,3"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "expected T,B,D,H (four positive integers); got '5,2,3'" in proc.stderr
