@@ -11,7 +11,8 @@ are left. When a property runs past its time limit plus ``GRACE_S`` without the
 child's own timer stopping it, the child is killed (a hang is a failure) and the
 backend's remaining properties run in a new child under a short limit each
 (``conformance.AFTER_HANG_S``), as in-process after a hang. The child
-ignores Ctrl-C: the parent handles it (kills the child and keeps what finished).
+ignores Ctrl-C: the parent handles it (kills the child and keeps what finished). A
+child whose parent is gone (killed by SIGTERM, say) stops at its next report, quietly.
 """
 from __future__ import annotations
 
@@ -40,7 +41,9 @@ def _child(conn, name, kwargs):
         report = check_backend(name, progress=progress, **kwargs)
         conn.send(("done", report.dtype, report.seconds))
     except BaseException as exc:  # noqa: BLE001 - handed to the parent
-        conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+        # (a parent that is gone, killed by SIGTERM say, leaves no one to tell: stop quietly)
+        with contextlib.suppress(BrokenPipeError):
+            conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
     finally:
         conn.close()
 

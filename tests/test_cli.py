@@ -139,6 +139,29 @@ def test_progress_names_backend_property_and_elapsed_and_is_quiet_off_a_terminal
     assert cli.Progress is Progress
 
 
+def test_a_backend_process_whose_parent_is_gone_stops_quietly():
+    """A parent killed by SIGTERM leaves its backend's process a broken pipe: at its next
+    report the child stops, without the traceback of each failed send on stderr."""
+    from properties.isolation import _child
+
+    class Gone:
+        closed = False
+
+        def send(self, msg):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def close(self):
+            self.closed = True
+
+    conn = Gone()
+    old = signal.getsignal(signal.SIGINT)   # the child ignores SIGINT from its first line
+    try:
+        _child(conn, "reference", {"properties": ["forward"], "profile": "ci", "max_examples": 1})
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert conn.closed
+
+
 def test_ctrl_c_while_a_backend_process_starts_is_held_not_dropped():
     from properties.isolation import _sigint_held
 
