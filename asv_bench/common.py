@@ -16,6 +16,7 @@ either. Both are read when asv imports the benchmarks (``BENCH_SIZES``, ``ROUNDS
 """
 from __future__ import annotations
 
+import argparse
 import os
 import re
 
@@ -63,14 +64,27 @@ def bench_matrix(matrix=None, sizes=None):
     chosen, rounds = MATRICES[key]
     if not sizes.strip():
         return list(chosen), rounds
-    out = []
-    for item in re.split(r"[\s;]+", sizes.strip()):
-        parts = item.split(",")
-        if len(parts) != 4 or not all(p.isdigit() and int(p) > 0 for p in parts):
-            raise ValueError(f"BPTT_BENCH_SIZES must be sizes 'T,B,D,H T,B,D,H ...' of positive integers; "
-                             f"got {sizes!r}")
-        out.append(tuple(int(p) for p in parts))
-    return out, rounds
+    try:
+        return [parse_size(item) for item in re.split(r"[\s;]+", sizes.strip())], rounds
+    except ValueError:
+        raise ValueError(f"BPTT_BENCH_SIZES must be sizes 'T,B,D,H T,B,D,H ...' of positive integers; "
+                         f"got {sizes!r}") from None
+
+
+def parse_size(text):
+    """"T,B,D,H" -> (T, B, D, H); ValueError unless four positive integers."""
+    parts = text.split(",")
+    if len(parts) != 4 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"expected T,B,D,H (four positive integers); got {text!r}")
+    return tuple(int(p) for p in parts)
+
+
+def size_arg(text):
+    """``parse_size`` as an argparse ``type``: a bad size is a usage error naming it."""
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 BENCH_SIZES, ROUNDS = bench_matrix()

@@ -253,7 +253,7 @@ def must_hold(cell, T, B, D, H, O, itemsize):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--sizes", nargs="*", default=None, help="T,B,D,H ... (O = D)")
+    ap.add_argument("--sizes", nargs="*", type=common.size_arg, default=None, help="T,B,D,H ... (O = D)")
     ap.add_argument("--cells", nargs="*", default=list(CELLS), choices=CELLS)
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
     ap.add_argument("--clock", choices=("wall", "thread"), default="wall",
@@ -271,7 +271,7 @@ def main(argv=None):
     torch = common.import_torch()
     get_backend, _, RNNSpec, _ = common.safe_import()
 
-    sizes = [tuple(int(v) for v in s.split(",")) for s in args.sizes] if args.sizes else SIZES
+    sizes = args.sizes or SIZES
     backends = {name: get_backend(name, "float32") for name in ("numpy", "torch")}
 
     env = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if os.environ.get(k)}

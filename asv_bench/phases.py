@@ -27,8 +27,7 @@ from collections import defaultdict
 
 from asv_bench import common
 
-#: The phases, in the order a run reaches them; the kernel methods they wrap.
-KERNEL_PHASES = ("project", "step", "prepare", "back", "grads")
+#: The phases, in the order a run reaches them.
 PHASES = ("project", "step", "output", "prepare", "back", "grads", "rest")
 
 
@@ -64,7 +63,7 @@ def timed_phases(totals, counts):
         return kern
 
     engine.kernel_for = timed_kernel_for
-    engine._Output.errors = lambda self, *args: wrap("output", errors)(self, *args)
+    engine._Output.errors = wrap("output", errors)   # a plain function: called as a method
     try:
         yield
     finally:
@@ -94,22 +93,11 @@ def phases(backend, cell, size, repeats=5):
     return best
 
 
-def size(text):
-    """"T,B,D,H" -> (T, B, D, H), for argparse."""
-    try:
-        dims = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        dims = ()
-    if len(dims) != 4 or min(dims) < 1:
-        raise argparse.ArgumentTypeError(f"expected T,B,D,H (four positive integers); got {text!r}")
-    return dims
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backend", default="numpy", help="an engine backend: numpy, torch, torch:cuda")
     ap.add_argument("--cells", nargs="*", default=list(common.CELLS), choices=common.CELLS)
-    ap.add_argument("--sizes", nargs="*", type=size, default=common.SIZES, help="T,B,D,H ... (O = D)")
+    ap.add_argument("--sizes", nargs="*", type=common.size_arg, default=common.SIZES, help="T,B,D,H ... (O = D)")
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)
     if args.repeats < 1:
